@@ -1,0 +1,123 @@
+"""Loaders for the math benchmarks: local JSONL (default ../shared/data) or the Hugging Face Hub.
+
+``load_problems("gsm8k", split="test")`` returns a list of ``Problem`` records with the
+reference answer in the form the verifiers expect (GSM8K: the number after ``####`` with
+commas removed; MATH and Minerva: the last ``\\boxed{}`` of the solution).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from data_prep.problems import Problem, read_jsonl
+from rewards.extract import last_boxed
+
+# The data folder beside the repository (this file is <repo>/data_prep/benchmarks.py).
+_SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
+
+def default_data_dir() -> Path | None:
+    if env := os.environ.get("REASONING_RL_DATA"):
+        return Path(env)
+    return _SHARED if _SHARED.is_dir() else None
+
+
+def _text(row: dict, *keys: str) -> str:
+    for key in keys:
+        if isinstance(row.get(key), str) and row[key].strip():
+            return row[key]
+    raise KeyError(f"none of the fields {keys} holds text")
+
+
+def _gsm8k(row: dict, i: int, split: str) -> Problem:
+    solution = _text(row, "answer")
+    if "####" not in solution:
+        raise ValueError("answer has no '#### <number>' line")
+    answer = solution.split("####")[-1].strip().replace(",", "")
+    return Problem(f"gsm8k/{split}/{i}", _text(row, "question"), answer, "gsm8k")
+
+
+def _math(source: str):
+    def convert(row: dict, i: int, split: str) -> Problem:
+        answer = row.get("answer") or last_boxed(_text(row, "solution"))
+        if not answer:
+            raise ValueError("no answer field and no \\boxed{} in the solution")
+        meta = {"subject": row.get("subject") or row.get("type"), "level": row.get("level")}
+        return Problem(str(row.get("unique_id") or f"{source}/{split}/{i}"), _text(row, "problem"), answer, source, meta)
+
+    return convert
+
+
+def _competition(source: str):
+    def convert(row: dict, i: int, split: str) -> Problem:
+        answer = row["answer"]
+        if isinstance(answer, (int, float)) or (isinstance(answer, str) and answer.endswith(".0")):
+            answer = str(answer).removesuffix(".0")  # amc23 writes "27.0"
+        return Problem(f"{source}/{row.get('id', i)}", _text(row, "problem", "question"), str(answer), source)
+
+    return convert
+
+
+def _minerva(row: dict, i: int, split: str) -> Problem:
+    answer = last_boxed(_text(row, "solution"))
+    if not answer:
+        raise ValueError("no \\boxed{} in the solution")
+    return Problem(f"minerva_math/{row.get('idx', i)}", _text(row, "problem"), answer, "minerva_math", {"subject": row.get("type")})
+
+
+def _olympiad(row: dict, i: int, split: str) -> Problem:
+    final = row["final_answer"]
+    answer = ", ".join(a.strip("$ ") for a in final) if isinstance(final, list) else str(final).strip("$ ")
+    if not answer:
+        raise ValueError("empty final_answer")
+    return Problem(f"olympiadbench/{row.get('id', i)}", _text(row, "question"), answer, "olympiadbench", {"subject": row.get("subfield")})
+
+
+# name -> (converter, Hub data set, Hub config)
+BENCHMARKS = {
+    "gsm8k": (_gsm8k, "openai/gsm8k", "main"),
+    "math": (_math("math"), "EleutherAI/hendrycks_math", None),
+    "math500": (_math("math500"), "HuggingFaceH4/MATH-500", None),
+    "aime24": (_competition("aime24"), "HuggingFaceH4/aime_2024", None),
+    "amc23": (_competition("amc23"), "math-ai/amc23", None),
+    "minerva_math": (_minerva, "math-ai/minervamath", None),
+    "olympiadbench": (_olympiad, "Hothan/OlympiadBench", None),
+}
+
+
+def load_problems(
+    name: str, split: str = "test", path: str | os.PathLike | None = None, limit: int | None = None, strict: bool = False
+) -> list[Problem]:
+    """Load benchmark ``name``.
+
+    ``path`` may be a JSONL file, a folder holding ``<name>/<split>.jsonl``, or a Hub data set
+    name (read with ``datasets``). Without it, the local data folder is used when it exists
+    (``$REASONING_RL_DATA`` or ``../shared/data``), else the Hub data set in ``BENCHMARKS``.
+    """
+    if name not in BENCHMARKS:
+        raise ValueError(f"unknown benchmark {name!r}; choose from {', '.join(BENCHMARKS)}")
+    convert, hub_name, hub_config = BENCHMARKS[name]
+    location = Path(path) if path is not None else default_data_dir()
+    if location is not None and location.is_dir():
+        location = location / name / f"{split}.jsonl"
+    if location is not None and location.exists():
+        rows = read_jsonl(location, lambda row, i: convert(row, i, split), strict=strict)
+        problems = []
+        for problem in rows:
+            problems.append(problem)
+            if limit is not None and len(problems) >= limit:
+                break
+        return problems
+    if path is not None and (str(path).endswith(".jsonl") or Path(path).is_absolute() or str(path).startswith(".")):
+        raise FileNotFoundError(f"{location} does not exist (benchmark {name!r}, split {split!r})")
+    return _load_hub(name, str(path) if path is not None else hub_name, hub_config, split, limit, convert)
+
+
+def _load_hub(name, hub_name, hub_config, split, limit, convert) -> list[Problem]:
+    import datasets
+
+    data = datasets.load_dataset(hub_name, hub_config, split=split)
+    if limit is not None:
+        data = data.select(range(min(limit, len(data))))
+    return [convert(dict(row), i, split) for i, row in enumerate(data, start=1)]

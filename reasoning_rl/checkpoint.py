@@ -1,0 +1,58 @@
+"""Atomic checkpoints and resume.
+
+A checkpoint is a folder ``<output>/checkpoints/step_000010`` holding the policy
+(``save_pretrained``: full weights, or the LoRA adapter), ``training_state.pt`` (optimizer,
+scheduler, RNG states) and ``trainer_state.json`` (step, data cursor). It is written into a
+temporary folder next to it and renamed into place, so a killed run never leaves a half
+written checkpoint; only the newest ``keep`` checkpoints are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+
+def save_checkpoint(output_dir: Path, step: int, policy, tokenizer, optimizer, scheduler, state: dict, keep: int = 2) -> Path:
+    root = Path(output_dir) / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step_{step:06d}"
+    tmp = Path(tempfile.mkdtemp(prefix=f".step_{step:06d}-", dir=root))
+    policy.save_pretrained(tmp / "policy")
+    tokenizer.save_pretrained(tmp / "policy")
+    torch.save(
+        {
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "python_rng": random.getstate(),
+        },
+        tmp / "training_state.pt",
+    )
+    (tmp / "trainer_state.json").write_text(json.dumps({"step": step, **state}, indent=2))
+    if final.exists():
+        shutil.rmtree(final)
+    tmp.rename(final)
+    for old in sorted(root.glob("step_*"))[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(output_dir: Path) -> Path | None:
+    done = sorted((Path(output_dir) / "checkpoints").glob("step_*"))
+    return done[-1] if done else None
+
+
+def load_training_state(checkpoint: Path, optimizer, scheduler) -> dict:
+    """Restore optimizer, scheduler and RNG states; returns the trainer_state.json dict."""
+    blob = torch.load(checkpoint / "training_state.pt", weights_only=False)
+    optimizer.load_state_dict(blob["optimizer"])
+    scheduler.load_state_dict(blob["scheduler"])
+    torch.set_rng_state(blob["torch_rng"])
+    random.setstate(blob["python_rng"])
+    return json.loads((checkpoint / "trainer_state.json").read_text())

@@ -1,0 +1,44 @@
+"""Config parsing: a dataclass per entry point, YAML presets, command-line overrides (tyro).
+
+    python scripts/train_grpo.py --preset curriculum --lr 1e-5
+
+``--preset NAME`` reads ``configs/NAME.yaml`` (or a YAML path); its keys override the
+dataclass defaults, and command-line flags override both. Field docstrings are the help text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import tyro
+import yaml
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+def load_preset(name_or_path: str) -> dict:
+    path = Path(name_or_path)
+    if not path.exists():
+        path = CONFIG_DIR / f"{name_or_path}.yaml"
+    if not path.exists():
+        choices = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
+        raise SystemExit(f"--preset {name_or_path!r}: no such file or preset (presets: {choices})")
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def parse_config(cls, argv: list[str] | None = None, description: str | None = None):
+    """Parse ``argv`` into ``cls``; a ``--preset`` flag, if present, supplies the defaults."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    defaults = {}
+    if "--preset" in argv:
+        i = argv.index("--preset")
+        if i + 1 >= len(argv):
+            raise SystemExit("--preset needs a name or a YAML path")
+        defaults = load_preset(argv[i + 1])
+        del argv[i : i + 2]
+        unknown = set(defaults) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise SystemExit(f"preset sets unknown option(s): {', '.join(sorted(unknown))}")
+    return tyro.cli(cls, args=argv, default=cls(**defaults), description=description)

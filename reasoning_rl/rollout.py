@@ -1,0 +1,122 @@
+"""Rollouts: sample G completions per prompt, score them, and hold them as typed tensors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from data_prep import Problem, render_prompt
+from reasoning_rl.logprobs import completion_logprobs, pack
+from rewards import REWARDS, soft_overlong_penalty
+
+
+@dataclass
+class Rollouts:
+    problems: list[Problem]  # [B] one per group
+    prompts: list[str]  # [B] rendered prompt text
+    prompt_ids: list[list[int]]  # [B * G] prompt tokens (repeated G times)
+    completion_ids: list[list[int]]  # [B * G] sampled tokens, exactly as the engine produced them
+    texts: list[str]  # [B * G] decoded completions
+    truncated: torch.Tensor  # [B * G] bool, cut off at max_new_tokens
+    group_size: int  # G
+    rewards: torch.Tensor = field(default=None)  # [B * G] weighted sum of the components
+    components: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> [B * G]
+
+    def __len__(self) -> int:
+        return len(self.completion_ids)
+
+    @property
+    def answers(self) -> list[str | None]:  # [B * G]
+        return [p.answer for p in self.problems for _ in range(self.group_size)]
+
+    def pack(self, rows: list[int], pad_id: int):
+        """``input_ids [b, P + T]``, ``attention_mask [b, P + T]``, ``completion_mask [b, T]`` for ``rows``."""
+        return pack([self.prompt_ids[i] for i in rows], [self.completion_ids[i] for i in rows], pad_id)
+
+    def select_groups(self, keep: torch.Tensor) -> "Rollouts":
+        """The groups where ``keep [B]`` is True."""
+        groups = keep.nonzero().flatten().tolist()
+        rows = [g * self.group_size + j for g in groups for j in range(self.group_size)]
+        return Rollouts(
+            [self.problems[g] for g in groups], [self.prompts[g] for g in groups],
+            [self.prompt_ids[i] for i in rows], [self.completion_ids[i] for i in rows], [self.texts[i] for i in rows],
+            self.truncated[rows], self.group_size, self.rewards[rows], {k: v[rows] for k, v in self.components.items()},
+        )
+
+    @staticmethod
+    def concat(parts: list["Rollouts"]) -> "Rollouts":
+        first = parts[0]
+        return Rollouts(
+            [p for r in parts for p in r.problems], [p for r in parts for p in r.prompts],
+            [x for r in parts for x in r.prompt_ids], [x for r in parts for x in r.completion_ids],
+            [x for r in parts for x in r.texts], torch.cat([r.truncated for r in parts]), first.group_size,
+            torch.cat([r.rewards for r in parts]), {k: torch.cat([r.components[k] for r in parts]) for k in first.components},
+        )
+
+
+def collect_rollouts(generator, tokenizer, problems: list[Problem], template: str, group_size: int,
+                     temperature: float, top_p: float, max_new_tokens: int) -> Rollouts:
+    """One batched engine call: ``group_size`` samples for each problem."""
+    prompts = [render_prompt(p.problem, template, tokenizer) for p in problems]
+    prompt_ids = [tokenizer(text, add_special_tokens=False).input_ids for text in prompts]
+    outputs = generator.generate(prompt_ids, group_size, temperature, top_p, max_new_tokens)
+    samples = [s for group in outputs for s in group]
+    return Rollouts(
+        problems, prompts, [ids for ids in prompt_ids for _ in range(group_size)],
+        [s.token_ids for s in samples], [s.text for s in samples],
+        torch.tensor([s.truncated for s in samples]), group_size,
+    )
+
+
+def score_rollouts(rollouts: Rollouts, weights: dict[str, float], max_new_tokens: int, overlong_cache: int = 0,
+                   open_ended_scorer: Callable[[list[str], list[str]], list[float]] | None = None) -> None:
+    """Fill ``rollouts.rewards`` and ``rollouts.components`` in place.
+
+    Verifiable prompts (with a reference answer) get ``sum_k weights[k] * REWARDS[k]``; open-ended
+    prompts (answer None) get ``open_ended_scorer(prompts, completions)`` (a trained reward model)
+    as the component ``reward_model``. DAPO's soft overlong penalty is added as ``overlong``.
+    """
+    unknown = set(weights) - set(REWARDS)
+    if unknown:
+        raise ValueError(f"unknown reward(s) {sorted(unknown)}; known: {sorted(REWARDS)}")
+    answers, n = rollouts.answers, len(rollouts)
+    verifiable = torch.tensor([a is not None for a in answers])
+    total = torch.zeros(n)
+    for name, weight in weights.items():
+        values = torch.tensor([REWARDS[name](t, a) if a is not None else 0.0 for t, a in zip(rollouts.texts, answers)])
+        rollouts.components[name] = values
+        total += weight * values
+    if not verifiable.all():
+        if open_ended_scorer is None:
+            raise ValueError("some prompts have no reference answer; pass a reward model to score them")
+        rows = (~verifiable).nonzero().flatten().tolist()
+        prompts = [rollouts.prompts[i // rollouts.group_size] for i in rows]
+        scores = torch.zeros(n)
+        scores[rows] = torch.tensor(open_ended_scorer(prompts, [rollouts.texts[i] for i in rows]), dtype=torch.float)
+        rollouts.components["reward_model"] = scores
+        total += scores
+    if overlong_cache > 0:
+        penalty = torch.tensor([soft_overlong_penalty(len(c), max_new_tokens, overlong_cache) for c in rollouts.completion_ids])
+        rollouts.components["overlong"] = penalty
+        total += penalty
+    rollouts.rewards = total
+
+
+def micro_batches(rollouts: Rollouts, size: int) -> list[list[int]]:
+    """Row indices in micro-batches of ``size``, similar lengths together (less padding to compute)."""
+    order = sorted(range(len(rollouts)), key=lambda i: len(rollouts.prompt_ids[i]) + len(rollouts.completion_ids[i]))
+    return [order[i : i + size] for i in range(0, len(order), size)]
+
+
+@torch.no_grad()
+def rollout_logprobs(model, rollouts: Rollouts, pad_id: int, micro_batch_size: int, autocast: bool) -> torch.Tensor:
+    """``[B * G, T]`` log-probs of every sampled token under ``model`` (zeros on padding)."""
+    T = max(1, max(map(len, rollouts.completion_ids)))
+    out = torch.zeros(len(rollouts), T)
+    for rows in micro_batches(rollouts, micro_batch_size):
+        ids, attention, mask = rollouts.pack(rows, pad_id)
+        logps, _ = completion_logprobs(model, ids, attention, mask.shape[1], autocast=autocast)
+        out[rows, : mask.shape[1]] = logps * mask
+    return out

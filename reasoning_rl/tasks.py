@@ -1,0 +1,50 @@
+"""Training tasks: which problems to train on, in which order, and held-out problems to test on.
+
+A task name is either ``arith:<level>`` / ``arith:<level>,<level>`` (synthetic arithmetic, see
+``data_prep.synthetic.LEVELS``) or a benchmark name (``gsm8k``, ``math``; training uses its
+train split, held-out evaluation its test split).
+"""
+
+from __future__ import annotations
+
+import random
+
+from data_prep import BENCHMARKS, Problem, load_problems, make_arithmetic, make_mixture
+
+
+def load_task(task: str, split: str, n: int, seed: int = 0, data_path: str | None = None) -> list[Problem]:
+    if task.startswith("arith:"):
+        levels = task.removeprefix("arith:").split(",")
+        return make_arithmetic(levels[0], n, seed, split) if len(levels) == 1 else make_mixture(levels, n, seed, split)
+    if task in BENCHMARKS:
+        problems = load_problems(task, split="train" if split == "train" and task in ("gsm8k", "math") else "test", path=data_path)
+        if split == "test":
+            return problems[:n]
+        return problems
+    raise ValueError(f"unknown task {task!r}: use arith:<level>[,<level>...] or one of {', '.join(BENCHMARKS)}")
+
+
+class PromptSampler:
+    """Walks a problem list in a seeded random order, epoch after epoch.
+
+    Its whole state is ``cursor`` (problems drawn so far), so a resumed run draws exactly the
+    prompts it would have drawn.
+    """
+
+    def __init__(self, problems: list[Problem], seed: int, cursor: int = 0):
+        if not problems:
+            raise ValueError("the task has no training problems")
+        self.problems, self.seed, self.cursor = problems, seed, cursor
+        self._epoch, self._order = -1, []
+
+    def take(self, k: int) -> list[Problem]:
+        out = []
+        for _ in range(k):
+            epoch, index = divmod(self.cursor, len(self.problems))
+            if epoch != self._epoch:
+                self._order = list(range(len(self.problems)))
+                random.Random(f"{self.seed}/{epoch}").shuffle(self._order)
+                self._epoch = epoch
+            out.append(self.problems[self._order[index]])
+            self.cursor += 1
+        return out

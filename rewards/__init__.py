@@ -1,0 +1,55 @@
+"""Rule-based verifier rewards.
+
+A reward is a plain function ``(completion: str, answer: str) -> float`` kept by name in
+``REWARDS``. To add one, write the function and add it to the dict (see the README). The
+trainer combines rewards as a weighted sum and logs each one as ``reward/<name>``.
+"""
+
+from rewards.extract import extract_answer, last_boxed, last_number
+from rewards.format import boxed_format_reward, think_format_reward
+from rewards.length import soft_overlong_penalty
+from rewards.verify import DEFAULT_TIMEOUT, is_equivalent
+
+
+def accuracy_reward(completion: str, answer: str, timeout: float = DEFAULT_TIMEOUT) -> float:
+    """1.0 when the completion's final answer is equivalent to ``answer``, else 0.0.
+
+    The final answer is the last ``\\boxed{}``, ``<answer>`` block, ``#### n``, "the answer is X",
+    or the last number (see ``rewards.extract``); equivalence is decided by ``rewards.verify``
+    (exact, numeric, then math-verify/sympy under a hard timeout). Never raises.
+    """
+    try:
+        predicted = extract_answer(completion)
+        return 1.0 if predicted is not None and is_equivalent(predicted, answer, timeout) else 0.0
+    except Exception:  # a verifier must never crash a run
+        return 0.0
+
+
+REWARDS = {
+    "accuracy": accuracy_reward,
+    "think_format": think_format_reward,
+    "boxed_format": boxed_format_reward,
+}
+
+
+def trl_reward(name: str):
+    """Adapt ``REWARDS[name]`` to TRL's ``(prompts, completions, **kwargs) -> list[float | None]``.
+
+    The reference answers come from the data set's ``answer`` column; a row without one
+    scores ``None`` (TRL then leaves it to the other reward functions).
+    """
+    fn = REWARDS[name]
+
+    def reward(prompts, completions, answer=None, **kwargs):
+        answers = answer if answer is not None else [None] * len(completions)
+        texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
+        return [None if a is None else fn(t, a) for t, a in zip(texts, answers)]
+
+    reward.__name__ = f"{name}_reward"
+    return reward
+
+
+__all__ = [
+    "REWARDS", "accuracy_reward", "boxed_format_reward", "think_format_reward", "soft_overlong_penalty",
+    "extract_answer", "last_boxed", "last_number", "is_equivalent", "trl_reward",
+]

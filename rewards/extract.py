@@ -1,0 +1,64 @@
+"""Find the final answer in a completion.
+
+Order of preference (the first that matches wins): the last ``\\boxed{...}`` (or ``\\fbox``),
+the last ``<answer>...</answer>`` block, GSM8K's ``#### n``, "the answer is X", and as a
+fallback the last number in the text. Each extractor is a pure string function.
+"""
+
+from __future__ import annotations
+
+import re
+
+_NUMBER = r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+"
+_NUMBER_RE = re.compile(_NUMBER)
+_ANSWER_TAG_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+_HASHES_RE = re.compile(r"####\s*([^\n]+)")
+_ANSWER_IS_RE = re.compile(r"answer is[:\s]*([^\n]+)", re.IGNORECASE)
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last ``\\boxed{...}`` or ``\\fbox{...}``, with nested braces balanced."""
+    start = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
+    if start < 0:
+        return None
+    i = text.find("{", start)
+    if i < 0 or text[start:i].strip("\\boxedfb ") != "":  # "\boxed 5" form
+        rest = text[start:].split(None, 1)
+        return rest[1].split("$")[0].strip() if len(rest) > 1 else None
+    depth = 0
+    for j in range(i, len(text)):
+        if text[j] == "{":
+            depth += 1
+        elif text[j] == "}":
+            depth -= 1
+            if depth == 0:
+                return text[i + 1 : j].strip()
+    return None  # unbalanced: the completion was cut off inside the box
+
+
+def last_number(text: str) -> str | None:
+    matches = _NUMBER_RE.findall(text)
+    return matches[-1].rstrip(".") if matches else None
+
+
+def answer_tag(text: str) -> str | None:
+    matches = _ANSWER_TAG_RE.findall(text)
+    if not matches:
+        return None
+    inner = matches[-1].strip()
+    return last_boxed(inner) or inner
+
+
+def extract_answer(text: str) -> str | None:
+    """The final answer of ``text`` as a string, or None when there is none."""
+    if (boxed := last_boxed(text)) is not None:
+        return boxed
+    if (tagged := answer_tag(text)) is not None:
+        return tagged
+    if matches := _HASHES_RE.findall(text):
+        return matches[-1].strip()
+    if matches := _ANSWER_IS_RE.findall(text):
+        phrase = re.split(r"\.(?:\s|$)", matches[-1])[0].strip().strip("$ ")
+        # "the answer is 42" -> "42"; "the answer is that each of them gets 7 apples" -> "7"
+        return phrase if len(phrase) <= 30 else (last_number(phrase) or phrase)
+    return last_number(text)

@@ -21,6 +21,8 @@ import torch
 def save_checkpoint(output_dir: Path, step: int, policy, tokenizer, optimizer, scheduler, state: dict, keep: int = 2) -> Path:
     root = Path(output_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
+    for stale in root.glob(".step_*"):  # left by a run killed while saving
+        shutil.rmtree(stale, ignore_errors=True)
     final = root / f"step_{step:06d}"
     tmp = Path(tempfile.mkdtemp(prefix=f".step_{step:06d}-", dir=root))
     policy.save_pretrained(tmp / "policy")

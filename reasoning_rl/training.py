@@ -61,8 +61,8 @@ def held_out_accuracy(generator, tokenizer, problems, template: str, n: int, max
     return result
 
 
-def plot_run(metrics: list[dict], path: Path, title: str) -> None:
-    """Reward and held-out accuracy against step, one PNG."""
+def plot_run(metrics: list[dict], path: Path, title: str, before: dict[str, float] | None = None) -> None:
+    """Reward and held-out accuracy against step (``before``: the untrained policy, at step 0), one PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -74,7 +74,8 @@ def plot_run(metrics: list[dict], path: Path, title: str) -> None:
     left.plot(steps, [m["train/accuracy"] for m in metrics if "reward/mean" in m], label="train accuracy", alpha=0.7)
     left.set_xlabel("step"), left.set_title("training batches"), left.legend(), left.grid(alpha=0.3)
     for key, label in [("heldout/greedy", "greedy"), ("heldout/pass@1", "sampled pass@1 (T=1)")]:
-        points = [(m["step"], m[key]) for m in metrics if key in m]
+        points = [(0, before[key.split("/")[1]])] if before and key.split("/")[1] in before else []
+        points += [(m["step"], m[key]) for m in metrics if key in m]
         if points:
             right.plot(*zip(*points), marker="o", label=label)
     right.set_xlabel("step"), right.set_ylim(0, 1), right.set_title("held-out accuracy"), right.legend(), right.grid(alpha=0.3)

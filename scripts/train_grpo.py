@@ -195,7 +195,6 @@ def main(cfg: Config) -> dict:
     if not state["before"]:
         print(f"evaluating the untrained policy on {cfg.eval_problems} held-out problems per task ...")
         state["before"] = evaluate_all(cfg.eval_samples)
-        logger.log(0, {f"heldout/{k}": v for k, v in state["before"][tasks[state['level']]].items()})
 
     # --- the loop --------------------------------------------------------------------------
     bar = tqdm(range(start_step + 1, cfg.steps + 1), initial=start_step, total=cfg.steps, desc="GRPO", unit="step")
@@ -322,7 +321,7 @@ def main(cfg: Config) -> dict:
     before, after = state["before"], state.get("after") or evaluate_all(cfg.eval_samples)
     report = {"tasks": tasks, "before": before, "after": after, "wall_seconds": wall, "steps": cfg.steps}
     (out / "results.json").write_text(json.dumps(report, indent=2))
-    plot_run(read_metrics(out), out / "training.png", f"GRPO on {', '.join(tasks)} ({cfg.model})")
+    plot_run(read_metrics(out), out / "training.png", f"GRPO on {', '.join(tasks)} ({cfg.model})", before[tasks[0]])
     print(f"\nheld-out accuracy ({cfg.eval_problems} problems per task), untrained -> trained:")
     for t in tasks:
         b, a = before[t], after[t]

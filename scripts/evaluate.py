@@ -1,0 +1,109 @@
+"""Benchmark a model: pass@k, maj@k and greedy accuracy on GSM8K, MATH, MATH-500 and more.
+
+    python scripts/evaluate.py --model smollm2-135m-instruct --benchmark gsm8k --limit 8 --n 4 --k 1,4 --output-dir OUT
+    python scripts/evaluate.py --model runs/grpo/checkpoints/step_000020 --benchmark gsm8k math500 --temperature 0
+
+Writes, per benchmark, ``OUT/<benchmark>/samples.jsonl`` (one line per problem: prompt,
+completions, extracted answers, correctness), ``summary.json`` and ``summary.md``. With one
+benchmark the files go straight into OUT. Started again with the same OUT, a run skips the
+problems already in samples.jsonl.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from data_prep import load_problems
+from eval import evaluate
+from reasoning_rl.config import parse_config
+from reasoning_rl.generation import make_generator
+from reasoning_rl.models import load_policy, load_tokenizer, resolve_model
+
+
+@dataclass
+class Config:
+    model: str = "smollm2-135m-instruct"
+    """Embedded short name, Hub name, local folder or a training checkpoint folder."""
+    benchmark: tuple[str, ...] = ("gsm8k",)
+    """One or more of gsm8k, math, math500, aime24, amc23, minerva_math, olympiadbench."""
+    data_path: str | None = None
+    """JSONL file, data folder or Hub data set (default: ../shared/data, else the Hub)."""
+    split: str = "test"
+    """Data split."""
+    template: str = "chat_boxed"
+    """Prompt template: chat, chat_boxed, r1_zero, few_shot."""
+    n: int = 1
+    """Samples per problem."""
+    k: str = "1"
+    """Comma-separated k values for pass@k and maj@k (each at most n)."""
+    temperature: float = 0.0
+    """0 is greedy decoding (then n must be 1)."""
+    top_p: float = 1.0
+    """Nucleus sampling."""
+    max_new_tokens: int = 512
+    """Completion length limit."""
+    seed: int = 0
+    """Engine seed."""
+    limit: int | None = None
+    """Evaluate only the first this-many problems."""
+    output_dir: str = "runs/eval"
+    """Output folder (resumable)."""
+    backend: str = "vllm"
+    """vllm, or hf (transformers generate)."""
+    chunk_size: int = 256
+    """Problems per engine call; finished chunks are saved, so a killed run loses at most one."""
+    vllm_memory_fraction: float = 0.3
+    """vLLM's gpu_memory_utilization (on the CPU: the fraction of RAM for the KV cache)."""
+    max_model_len: int = 4096
+    """vLLM context length (prompt + completion)."""
+
+
+def markdown_table(summary: dict, ks: list[int]) -> str:
+    cols = [f"pass@{k}" for k in ks] + [f"maj@{k}" for k in ks if k > 1]
+    lines = [f"| benchmark | problems | n | {' | '.join(cols)} | pass@1 95% CI | mean tokens | truncated |",
+             "|" + "---|" * (len(cols) + 6)]
+    ci = summary["pass@1_ci95"]
+    lines.append(f"| {summary['benchmark']} | {summary['n_problems']} | {summary['n_samples']} | "
+                 + " | ".join(f"{summary[c]:.1%}" for c in cols)
+                 + f" | {ci[0]:.1%} to {ci[1]:.1%} | {summary['mean_completion_tokens']:.0f} | {summary['fraction_truncated']:.1%} |")
+    for key in ("subject", "level"):
+        if f"pass@1_by_{key}" in summary:
+            lines += ["", f"| {key} | pass@1 |", "|---|---|"]
+            lines += [f"| {g} | {v:.1%} |" for g, v in summary[f"pass@1_by_{key}"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def main(cfg: Config) -> dict[str, dict]:
+    ks = sorted({int(k) for k in cfg.k.split(",")})
+    if max(ks) > cfg.n:
+        raise SystemExit(f"--k {cfg.k}: every k must be at most --n {cfg.n}")
+    if cfg.temperature == 0 and cfg.n > 1:
+        raise SystemExit("--temperature 0 is greedy decoding: all n samples would be the same; use --n 1")
+    model_path = resolve_model(cfg.model)
+    tokenizer = load_tokenizer(model_path)
+    policy = load_policy(model_path) if cfg.backend == "hf" else None
+    generator = make_generator(cfg.backend, model_path, policy, tokenizer, seed=cfg.seed,
+                               memory_fraction=cfg.vllm_memory_fraction, max_model_len=cfg.max_model_len)
+    summaries = {}
+    for benchmark in cfg.benchmark:
+        out = Path(cfg.output_dir) / benchmark if len(cfg.benchmark) > 1 else Path(cfg.output_dir)
+        problems = load_problems(benchmark, cfg.split, cfg.data_path, cfg.limit)
+        print(f"{benchmark}: {len(problems)} problems x {cfg.n} samples, {cfg.template} template -> {out}")
+        _, summary = evaluate(generator, tokenizer, problems, cfg.template, cfg.n, ks, cfg.temperature, cfg.top_p,
+                                    cfg.max_new_tokens, out, cfg.chunk_size)
+        summary.update(benchmark=benchmark, model=cfg.model, template=cfg.template, temperature=cfg.temperature,
+                       top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, backend=cfg.backend,
+                       config=asdict(cfg))
+        if cfg.temperature == 0:
+            summary["greedy_accuracy"] = summary["pass@1"]
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        (out / "summary.md").write_text(markdown_table(summary, ks))
+        print(markdown_table(summary, ks))
+        summaries[benchmark] = summary
+    return summaries
+
+
+if __name__ == "__main__":
+    main(parse_config(Config, description=__doc__))

@@ -1,0 +1,61 @@
+"""scripts/evaluate.py on a tiny random model with the transformers back end."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import evaluate as evaluate_script
+from conftest import ROOT
+
+
+def test_evaluate_writes_summary_and_samples(tiny_model, tmp_path, shared_data):
+    cfg = evaluate_script.parse_config(evaluate_script.Config, [
+        "--model", str(tiny_model), "--benchmark", "gsm8k", "--limit", "8", "--n", "4", "--k", "1,4",
+        "--temperature", "1.0", "--max-new-tokens", "8", "--backend", "hf", "--output-dir", str(tmp_path)])
+    evaluate_script.main(cfg)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert {"pass@1", "pass@4", "maj@4", "n_problems", "n_samples", "model", "template", "wall_seconds",
+            "tokens_per_second"} <= set(summary)
+    assert summary["n_problems"] == 8 and summary["n_samples"] == 4
+    assert 0.0 <= summary["pass@1"] <= summary["pass@4"] <= 1.0
+    lines = (tmp_path / "samples.jsonl").read_text().splitlines()
+    assert len(lines) == 8
+    record = json.loads(lines[0])
+    assert len(record["completions"]) == len(record["correct"]) == len(record["extracted"]) == 4
+    assert "| gsm8k | 8 | 4 |" in (tmp_path / "summary.md").read_text()
+
+
+def test_k_above_n_is_a_clear_error(tiny_model, tmp_path):
+    cfg = evaluate_script.parse_config(evaluate_script.Config, ["--model", str(tiny_model), "--n", "2", "--k", "1,4",
+                                                                "--output-dir", str(tmp_path)])
+    try:
+        evaluate_script.main(cfg)
+    except SystemExit as error:
+        assert "at most --n 2" in str(error)
+    else:
+        raise AssertionError("k > n was accepted")
+
+
+def test_killed_evaluation_resumes_without_regenerating(tiny_model, tmp_path, shared_data):
+    command = [sys.executable, str(ROOT / "scripts" / "evaluate.py"), "--model", str(tiny_model), "--benchmark", "gsm8k",
+               "--limit", "12", "--n", "2", "--k", "1,2", "--temperature", "1.0", "--max-new-tokens", "48",
+               "--backend", "hf", "--chunk-size", "2", "--output-dir", str(tmp_path)]
+    samples = tmp_path / "samples.jsonl"
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and (not samples.exists() or len(samples.read_text().splitlines()) < 4):
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    first = samples.read_text().splitlines()
+    assert 4 <= len(first) < 12, f"not killed half-way: {len(first)} problems done"
+
+    subprocess.run(command, check=True, capture_output=True, timeout=300)
+    lines = samples.read_text().splitlines()
+    assert lines[: len(first)] == first  # finished problems were kept, not regenerated
+    ids = [json.loads(line)["id"] for line in lines]
+    assert len(ids) == len(set(ids)) == 12
+    assert json.loads((tmp_path / "summary.json").read_text())["n_problems"] == 12

@@ -1,0 +1,71 @@
+"""The whole GRPO loop on a tiny random model with the transformers back end (no vLLM)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import torch
+from safetensors.torch import load_file
+
+from conftest import ROOT
+
+TINY_RUN = ["--task", "arith:add_1d", "--backend", "hf", "--prompts-per-step", "2", "--group-size", "4",
+            "--max-new-tokens", "8", "--eval-problems", "4", "--eval-samples", "2", "--eval-every", "0",
+            "--lr", "1e-2", "--warmup-steps", "0", "--no-tensorboard"]
+
+
+def read_steps(path):
+    return [json.loads(line)["step"] for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_two_grpo_steps_change_the_parameters(tiny_model, tmp_path):
+    import train_grpo
+
+    cfg = train_grpo.parse_config(train_grpo.Config, ["--model", str(tiny_model), "--steps", "2", "--output-dir", str(tmp_path), *TINY_RUN])
+    report = train_grpo.main(cfg)
+    assert read_steps(tmp_path / "metrics.jsonl") == [1, 2]
+    before = load_file(tiny_model / "model.safetensors")
+    after = load_file(tmp_path / "checkpoints" / "step_000002" / "policy" / "model.safetensors")
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert changed, "no parameter changed after two GRPO steps"
+    metrics = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+    for key in ("reward/mean", "reward/accuracy", "train/frac_reward_zero_std", "train/kl", "train/clip_fraction",
+                "train/entropy", "completions/mean_length", "completions/truncated", "time/generate", "time/train",
+                "time/sync", "heldout/greedy", "heldout/pass@1"):
+        assert key in metrics, key
+    assert (tmp_path / "training.png").stat().st_size > 0
+    assert set(report["before"]) == {"arith:add_1d"}
+
+
+def test_dapo_and_dr_grpo_options_run(tiny_model, tmp_path):
+    import train_grpo
+
+    cfg = train_grpo.parse_config(train_grpo.Config, [
+        "--model", str(tiny_model), "--steps", "1", "--output-dir", str(tmp_path), *TINY_RUN,
+        "--dynamic-sampling", "--max-refills", "1", "--clip-high", "0.28", "--loss-aggregation", "token_mean",
+        "--overlong-cache", "4", "--mu", "2", "--beta", "0.04", "--no-normalize-std", "--lora-rank", "4"])
+    train_grpo.main(cfg)
+    [metrics] = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert "reward/overlong" in metrics and metrics["train/groups_trained"] <= 2
+
+
+def test_killed_run_resumes_without_repeating_or_skipping_steps(tiny_model, tmp_path):
+    command = [sys.executable, str(ROOT / "scripts" / "train_grpo.py"), "--model", str(tiny_model), "--steps", "5",
+               "--save-every", "1", "--output-dir", str(tmp_path), *TINY_RUN]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    metrics = tmp_path / "metrics.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and (not metrics.exists() or len(read_steps(metrics)) < 2):
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = read_steps(metrics)
+    assert 2 <= len(done) < 5, f"the run was not killed half-way: {done}"
+
+    subprocess.run(command + ["--resume"], env=env, check=True, capture_output=True, timeout=300)
+    assert read_steps(metrics) == [1, 2, 3, 4, 5]
+    assert json.loads((tmp_path / "checkpoints" / "step_000005" / "trainer_state.json").read_text())["step"] == 5

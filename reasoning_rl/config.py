@@ -41,4 +41,5 @@ def parse_config(cls, argv: list[str] | None = None, description: str | None = N
         unknown = set(defaults) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise SystemExit(f"preset sets unknown option(s): {', '.join(sorted(unknown))}")
+        defaults = {k: tuple(v) if isinstance(v, list) else v for k, v in defaults.items()}  # YAML lists -> tuples
     return tyro.cli(cls, args=argv, default=cls(**defaults), description=description)

@@ -65,7 +65,7 @@ class Config:
     """Folder of a trained reward model (scripts/train_reward_model.py) that scores prompts without an answer."""
 
     # GRPO
-    steps: int = 20
+    steps: int = 24
     """Optimizer steps (each on one batch of rollouts, times ``mu``)."""
     prompts_per_step: int = 8
     """Prompts per batch (B)."""
@@ -129,13 +129,13 @@ class Config:
     """Held-out problems (test split) evaluated before and after training."""
     eval_samples: int = 4
     """Samples per held-out problem at temperature 1.0 for pass@1 (greedy is always measured)."""
-    eval_every: int = 5
+    eval_every: int = 6
     """Greedy held-out accuracy every this many steps (0: only before and after)."""
     output_dir: str = "runs/grpo"
     """Where metrics.jsonl, tensorboard/, samples.jsonl, checkpoints/ and the plot go."""
-    save_every: int = 5
+    save_every: int = 6
     """Checkpoint every this many steps (and at the end)."""
-    sample_every: int = 5
+    sample_every: int = 6
     """Write the completions of one group to samples.jsonl every this many steps."""
     resume: bool = False
     """Continue from the newest checkpoint in output_dir."""

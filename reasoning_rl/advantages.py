@@ -38,3 +38,36 @@ def zero_std_groups(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
     """``[B]`` bool: groups whose rewards are all equal (they carry no GRPO gradient)."""
     grouped = rewards.view(-1, group_size)
     return (grouped == grouped[:, :1]).all(dim=1)
+
+
+def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0, lam: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
+    """PPO's advantage: generalised advantage estimation (Schulman et al. 2016, arXiv 1506.02438, eq. 16).
+
+        delta_t = r_t + gamma * V(s_{t+1}) - V(s_t)         (V = 0 after the last token)
+        A_t     = delta_t + gamma * lam * A_{t+1}           computed backwards over tokens
+        R_t     = A_t + V(s_t)                              the value target
+
+    ``rewards``, ``values``, ``mask``: ``[B, T]`` per completion token (the sequence reward sits on
+    the last real token, the per-token KL penalty everywhere). lam = 1 gives Monte-Carlo returns
+    minus values; lam = 0 gives one-step TD errors. Returns ``(advantages [B, T], returns [B, T])``,
+    zero on padding.
+    """
+    B, T = rewards.shape
+    advantages = torch.zeros_like(rewards)
+    next_value = torch.zeros(B)
+    next_advantage = torch.zeros(B)
+    for t in reversed(range(T)):
+        m = mask[:, t]
+        delta = rewards[:, t] + gamma * next_value - values[:, t]  # [B]
+        advantages[:, t] = (delta + gamma * lam * next_advantage) * m
+        next_value = torch.where(m.bool(), values[:, t], next_value)
+        next_advantage = torch.where(m.bool(), advantages[:, t], next_advantage)
+    return advantages, (advantages + values) * mask
+
+
+def whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Normalise to mean 0 and std 1 over the real tokens (PPO's advantage whitening)."""
+    n = mask.sum()
+    mean = (x * mask).sum() / n
+    var = (((x - mean) * mask) ** 2).sum() / n
+    return (x - mean) / torch.sqrt(var + eps) * mask

@@ -31,6 +31,7 @@ class VLLMGenerator:
     def __init__(self, model_path: str, seed: int = 0, dtype: str = "bfloat16", memory_fraction: float = 0.25,
                  max_model_len: int = 2048, enforce_eager: bool = True, tensor_parallel_size: int = 1):
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # the engine lives in this process
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")  # keep the console for our progress bars
         # Keep torch's thread count for training; vLLM would otherwise drop it to 1 on the CPU.
         os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
         from vllm import LLM

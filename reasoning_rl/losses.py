@@ -85,3 +85,50 @@ def policy_loss(
             "ratio_mean": ((ratio * mask).sum() / n).item(),
         }
     return loss, metrics
+
+
+def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor, clip: float = 0.2) -> tuple[torch.Tensor, dict[str, float]]:
+    """PPO's clipped value loss (as in the OpenAI baselines / InstructGPT implementations):
+
+        L_V = 1/2 * mean_t max((V_t - R_t)^2, (clip(V_t, V_old,t - c, V_old,t + c) - R_t)^2)
+
+    ``values`` has grad; ``old_values`` are the critic's values at rollout time; ``returns`` are
+    GAE's targets. All ``[B, T]``; the mean is over real tokens.
+    """
+    mask = mask.float()
+    clipped = old_values + torch.clamp(values - old_values, -clip, clip)  # [B, T]
+    per_token = torch.maximum((values - returns) ** 2, (clipped - returns) ** 2)  # [B, T]
+    n = mask.sum().clamp(min=1)
+    loss = 0.5 * (per_token * mask).sum() / n
+    with torch.no_grad():
+        frac = (((clipped - returns) ** 2 > (values - returns) ** 2).float() * mask).sum() / n
+    return loss, {"value_clip_fraction": frac.item()}
+
+
+def bradley_terry_loss(chosen_scores: torch.Tensor, rejected_scores: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    """Reward-model loss on preference pairs (Bradley & Terry 1952; InstructGPT eq. 1):
+
+        P(chosen > rejected) = sigmoid(s_c - s_r),   L = -mean log sigmoid(s_c - s_r)
+
+    ``chosen_scores``, ``rejected_scores``: ``[B]`` scalar scores of the two responses of each pair.
+    """
+    margin = chosen_scores - rejected_scores  # [B]
+    loss = -torch.nn.functional.logsigmoid(margin).mean()
+    return loss, {"accuracy": (margin > 0).float().mean().item(), "margin": margin.mean().item()}
+
+
+def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor, ref_rejected: torch.Tensor,
+             beta: float = 0.1) -> tuple[torch.Tensor, dict[str, float]]:
+    """Direct preference optimisation (Rafailov et al. 2023, arXiv 2305.18290, eq. 7):
+
+        L = -log sigmoid(beta * [(log pi(y_w) - log ref(y_w)) - (log pi(y_l) - log ref(y_l))])
+
+    Inputs are ``[B]`` summed log-probs of the chosen (y_w) and rejected (y_l) completions under the
+    policy and the frozen reference. The implicit rewards are ``beta * (log pi - log ref)``.
+    """
+    chosen_reward = beta * (policy_chosen - ref_chosen)  # [B]
+    rejected_reward = beta * (policy_rejected - ref_rejected)  # [B]
+    margin = chosen_reward - rejected_reward
+    loss = -torch.nn.functional.logsigmoid(margin).mean()
+    return loss, {"reward_accuracy": (margin > 0).float().mean().item(), "reward_margin": margin.mean().item(),
+                  "chosen_reward": chosen_reward.mean().item(), "rejected_reward": rejected_reward.mean().item()}

@@ -59,3 +59,16 @@ def test_killed_evaluation_resumes_without_regenerating(tiny_model, tmp_path, sh
     ids = [json.loads(line)["id"] for line in lines]
     assert len(ids) == len(set(ids)) == 12
     assert json.loads((tmp_path / "summary.json").read_text())["n_problems"] == 12
+
+
+def test_compare_evals_table_and_plot(tmp_path):
+    import compare_evals
+
+    for name, p1, p4 in (("base", 0.1, 0.3), ("grpo", 0.4, 0.6)):
+        folder = tmp_path / name
+        folder.mkdir()
+        summary = {"benchmark": "gsm8k", "n_problems": 8, "n_samples": 4, "pass@1": p1, "pass@4": p4, "mean_completion_tokens": 50}
+        (folder / "summary.json").write_text(json.dumps(summary))
+    table = compare_evals.main(compare_evals.Config(runs=(str(tmp_path / "base"), str(tmp_path / "grpo")), output_dir=str(tmp_path / "cmp")))
+    assert "| grpo | gsm8k | 8 | 4 | 40.0% | 60.0% | 50 |" in table
+    assert (tmp_path / "cmp" / "pass_at_k.png").stat().st_size > 0

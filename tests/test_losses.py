@@ -112,3 +112,74 @@ def test_micro_batches_sum_to_the_full_batch():
         parts = sum(policy_loss(logp[s], old[s], adv[s], mask[s], aggregation=mode, batch_sequences=6, batch_tokens=n_tok, max_tokens=5)[0]
                     for s in (slice(0, 2), slice(2, 6)))
         assert parts.item() == pytest.approx(full.item(), rel=1e-5)
+
+
+# --- PPO, reward model and DPO pieces (used by the baselines) ---------------------------------
+
+from reasoning_rl.advantages import gae, whiten  # noqa: E402
+from reasoning_rl.losses import bradley_terry_loss, dpo_loss, value_loss  # noqa: E402
+
+
+def test_gae_lambda_one_is_returns_minus_values():
+    # rewards [0, 0, 1], values [0.5, 0.6, 0.7], gamma 1: returns are [1, 1, 1] -> A = [0.5, 0.4, 0.3]
+    rewards = torch.tensor([[0.0, 0.0, 1.0]])
+    values = torch.tensor([[0.5, 0.6, 0.7]])
+    adv, ret = gae(rewards, values, torch.ones(1, 3), gamma=1.0, lam=1.0)
+    assert torch.allclose(adv, torch.tensor([[0.5, 0.4, 0.3]]))
+    assert torch.allclose(ret, torch.tensor([[1.0, 1.0, 1.0]]))
+
+
+def test_gae_lambda_zero_is_one_step_td_error():
+    # delta_t = r_t + gamma V_{t+1} - V_t with gamma 0.9:
+    # t0: 0 + 0.9*0.6 - 0.5 = 0.04; t1: 0 + 0.9*0.7 - 0.6 = 0.03; t2: 1 + 0 - 0.7 = 0.3
+    rewards = torch.tensor([[0.0, 0.0, 1.0]])
+    values = torch.tensor([[0.5, 0.6, 0.7]])
+    adv, _ = gae(rewards, values, torch.ones(1, 3), gamma=0.9, lam=0.0)
+    assert torch.allclose(adv, torch.tensor([[0.04, 0.03, 0.3]]), atol=1e-6)
+
+
+def test_gae_ignores_padding():
+    # a 2-token sequence padded to 3: the padded step must not leak into the last real one
+    rewards = torch.tensor([[0.0, 1.0, 5.0]])
+    values = torch.tensor([[0.2, 0.4, 9.0]])
+    adv, ret = gae(rewards, values, torch.tensor([[1.0, 1.0, 0.0]]), gamma=1.0, lam=1.0)
+    assert torch.allclose(adv, torch.tensor([[0.8, 0.6, 0.0]]))
+    assert torch.allclose(ret, torch.tensor([[1.0, 1.0, 0.0]]))
+
+
+def test_whiten():
+    x = torch.tensor([[1.0, 3.0, 100.0]])
+    w = whiten(x, torch.tensor([[1.0, 1.0, 0.0]]))
+    # real tokens [1, 3]: mean 2, std 1 -> [-1, 1]; padding stays 0
+    assert torch.allclose(w, torch.tensor([[-1.0, 1.0, 0.0]]), atol=1e-4)
+
+
+def test_clipped_value_loss():
+    # V_old 0.5, R 1.0, clip 0.2. V = 1.0: unclipped error 0, clipped V = 0.7 -> error 0.09; max = 0.09; loss 0.045
+    loss, m = value_loss(torch.tensor([[1.0]]), torch.tensor([[0.5]]), torch.tensor([[1.0]]), torch.ones(1, 1), clip=0.2)
+    assert loss.item() == pytest.approx(0.5 * 0.09)
+    assert m["value_clip_fraction"] == 1.0
+    # V = 0.6 inside the clip range: error (0.6 - 1)^2 = 0.16 both ways -> 0.08
+    loss, m = value_loss(torch.tensor([[0.6]]), torch.tensor([[0.5]]), torch.tensor([[1.0]]), torch.ones(1, 1), clip=0.2)
+    assert loss.item() == pytest.approx(0.08)
+    assert m["value_clip_fraction"] == 0.0
+
+
+def test_bradley_terry_loss():
+    # margins [2, -1]: -(log sigmoid(2) + log sigmoid(-1)) / 2 = (0.1269 + 1.3133) / 2 = 0.7201
+    loss, m = bradley_terry_loss(torch.tensor([3.0, 0.0]), torch.tensor([1.0, 1.0]))
+    assert loss.item() == pytest.approx((math.log1p(math.exp(-2)) + math.log1p(math.exp(1))) / 2)
+    assert loss.item() == pytest.approx(0.7201, abs=1e-4)
+    assert m["accuracy"] == 0.5
+
+
+def test_dpo_loss():
+    # beta 0.1; policy-ref log-ratios: chosen -10 - (-12) = 2, rejected -9 - (-8) = -1
+    # margin = 0.1 * (2 - (-1)) = 0.3 -> loss = -log sigmoid(0.3) = log(1 + e^-0.3) = 0.5544
+    loss, m = dpo_loss(torch.tensor([-10.0]), torch.tensor([-9.0]), torch.tensor([-12.0]), torch.tensor([-8.0]), beta=0.1)
+    assert loss.item() == pytest.approx(math.log1p(math.exp(-0.3)))
+    assert loss.item() == pytest.approx(0.5544, abs=1e-4)
+    assert m["chosen_reward"] == pytest.approx(0.2) and m["rejected_reward"] == pytest.approx(-0.1)
+    # at initialisation (policy == reference) the loss is log 2
+    loss, _ = dpo_loss(torch.tensor([-5.0]), torch.tensor([-7.0]), torch.tensor([-5.0]), torch.tensor([-7.0]))
+    assert loss.item() == pytest.approx(math.log(2))

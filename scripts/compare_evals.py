@@ -1,0 +1,83 @@
+"""Compare evaluation runs: one markdown table and a plot of pass@k against k per model.
+
+    python scripts/compare_evals.py runs/eval_base runs/eval_grpo --labels base grpo --output-dir runs/compare
+
+Each argument is an output folder of scripts/evaluate.py (holding summary.json, or one
+sub-folder per benchmark).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from reasoning_rl.config import parse_config
+
+
+@dataclass
+class Config:
+    runs: tuple[str, ...]
+    """Output folders of scripts/evaluate.py."""
+    labels: tuple[str, ...] = ()
+    """A name per run (default: the folder names)."""
+    output_dir: str = "runs/compare_evals"
+    """Where comparison.md and pass_at_k.png go."""
+
+
+def load_summaries(folder: Path) -> dict[str, dict]:
+    """benchmark -> summary for one evaluate.py output folder."""
+    paths = [folder / "summary.json"] if (folder / "summary.json").exists() else sorted(folder.glob("*/summary.json"))
+    if not paths:
+        raise SystemExit(f"{folder}: no summary.json (is it an output folder of scripts/evaluate.py?)")
+    summaries = [json.loads(p.read_text()) for p in paths]
+    return {s["benchmark"]: s for s in summaries}
+
+
+def ks_of(summary: dict) -> list[int]:
+    return sorted(int(key[5:]) for key in summary if key.startswith("pass@") and key[5:].isdigit())
+
+
+def main(cfg: Config) -> str:
+    labels = list(cfg.labels) or [Path(r).name for r in cfg.runs]
+    if len(labels) != len(cfg.runs):
+        raise SystemExit(f"{len(cfg.runs)} runs but {len(labels)} labels")
+    runs = {label: load_summaries(Path(r)) for label, r in zip(labels, cfg.runs)}
+    benchmarks = sorted({b for s in runs.values() for b in s})
+    all_ks = sorted({k for s in runs.values() for summary in s.values() for k in ks_of(summary)})
+    lines = [f"| model | benchmark | problems | n | {' | '.join(f'pass@{k}' for k in all_ks)} | mean tokens |",
+             "|" + "---|" * (len(all_ks) + 5)]
+    for label, summaries in runs.items():
+        for b in benchmarks:
+            if b in summaries:
+                s = summaries[b]
+                cells = [f"{s[f'pass@{k}']:.1%}" if f"pass@{k}" in s else "" for k in all_ks]
+                lines.append(f"| {label} | {b} | {s['n_problems']} | {s['n_samples']} | {' | '.join(cells)} | {s['mean_completion_tokens']:.0f} |")
+    table = "\n".join(lines) + "\n"
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "comparison.md").write_text(table)
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(benchmarks), figsize=(5 * len(benchmarks), 4), squeeze=False)
+    for ax, b in zip(axes[0], benchmarks):
+        for label, summaries in runs.items():
+            if b in summaries:
+                ks = ks_of(summaries[b])
+                ax.plot(ks, [summaries[b][f"pass@{k}"] for k in ks], marker="o", label=label)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("k"), ax.set_ylabel("pass@k"), ax.set_title(b), ax.grid(alpha=0.3), ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "pass_at_k.png", dpi=110)
+    plt.close(fig)
+    print(table)
+    print(f"wrote {out / 'comparison.md'} and {out / 'pass_at_k.png'}")
+    return table
+
+
+if __name__ == "__main__":
+    main(parse_config(Config, description=__doc__))

@@ -156,7 +156,9 @@ def main(cfg: Config) -> dict:
     tokenizer = load_tokenizer(model_path)
     checkpoint = latest_checkpoint(out) if cfg.resume else None
     policy = load_policy(str(checkpoint / "policy") if checkpoint and cfg.lora_rank == 0 else model_path)
-    reference = frozen_copy(policy) if cfg.beta > 0 else None
+    reference = None
+    if cfg.beta > 0:  # the reference is always the starting model, also when resuming
+        reference = frozen_copy(policy if policy.name_or_path == model_path else load_policy(model_path))
     policy = prepare_policy(policy, cfg.lora_rank, cfg.lora_alpha, cfg.gradient_checkpointing)
     if checkpoint and cfg.lora_rank > 0:
         from peft import set_peft_model_state_dict

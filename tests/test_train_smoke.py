@@ -69,3 +69,20 @@ def test_killed_run_resumes_without_repeating_or_skipping_steps(tiny_model, tmp_
     subprocess.run(command + ["--resume"], env=env, check=True, capture_output=True, timeout=300)
     assert read_steps(metrics) == [1, 2, 3, 4, 5]
     assert json.loads((tmp_path / "checkpoints" / "step_000005" / "trainer_state.json").read_text())["step"] == 5
+
+
+def test_presets_parse_and_flags_override(tmp_path):
+    import train_grpo
+
+    cfg = train_grpo.parse_config(train_grpo.Config, ["--preset", "curriculum", "--steps", "7"])
+    assert cfg.curriculum[0] == "add_20" and cfg.steps == 7 and cfg.output_dir == "runs/curriculum"
+    for name in ("gsm8k", "math", "gpu_qwen", "dapo", "dr_grpo"):
+        train_grpo.parse_config(train_grpo.Config, ["--preset", name])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("stepz: 3\n")
+    try:
+        train_grpo.parse_config(train_grpo.Config, ["--preset", str(bad)])
+    except SystemExit as error:
+        assert "stepz" in str(error)
+    else:
+        raise AssertionError("an unknown preset key was accepted")

@@ -61,8 +61,6 @@ class Config:
     """Size of the synthetic training pool (benchmarks use their whole train split)."""
     rewards: dict[str, float] = field(default_factory=lambda: {"accuracy": 1.0})
     """Verifier rewards and their weights, from rewards.REWARDS (e.g. --rewards accuracy 1.0 boxed_format 0.1)."""
-    reward_model: str | None = None
-    """Folder of a trained reward model (scripts/train_reward_model.py) that scores prompts without an answer."""
 
     # GRPO
     steps: int = 24
@@ -170,11 +168,6 @@ def main(cfg: Config) -> dict:
                                memory_fraction=cfg.vllm_memory_fraction, enforce_eager=cfg.vllm_enforce_eager)
     if checkpoint:
         generator.sync_weights(policy)
-    open_ended_scorer = None
-    if cfg.reward_model:
-        from reasoning_rl.reward_model import RewardModelScorer
-
-        open_ended_scorer = RewardModelScorer(cfg.reward_model)
 
     # --- data ------------------------------------------------------------------------------
     levels = list(cfg.curriculum) or [cfg.task]
@@ -208,7 +201,7 @@ def main(cfg: Config) -> dict:
         def sample(k: int) -> Rollouts:
             batch = collect_rollouts(generator, tokenizer, samplers[level].take(k), cfg.template, cfg.group_size,
                                      cfg.temperature, cfg.top_p, cfg.max_new_tokens)
-            score_rollouts(batch, cfg.rewards, cfg.max_new_tokens, cfg.overlong_cache, open_ended_scorer)
+            score_rollouts(batch, cfg.rewards, cfg.max_new_tokens, cfg.overlong_cache)
             return batch
 
         rollouts = sample(cfg.prompts_per_step)

@@ -36,7 +36,7 @@ def save_checkpoint(output_dir: Path, step: int, policy, tokenizer, optimizer, s
         },
         tmp / "training_state.pt",
     )
-    (tmp / "trainer_state.json").write_text(json.dumps({"step": step, **state}, indent=2))
+    (tmp / "trainer_state.json").write_text(json.dumps({**state, "step": step}, indent=2))
     if final.exists():
         shutil.rmtree(final)
     tmp.rename(final)

@@ -32,6 +32,22 @@ REWARDS = {
 }
 
 
+def parse_weights(spec: str) -> dict[str, float]:
+    """``"accuracy=1.0,boxed_format=0.1"`` -> ``{"accuracy": 1.0, "boxed_format": 0.1}`` (weight 1 if omitted)."""
+    weights = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        name, _, weight = item.partition("=")
+        if name not in REWARDS:
+            raise ValueError(f"unknown reward {name!r} in {spec!r}; known: {', '.join(sorted(REWARDS))}")
+        try:
+            weights[name] = float(weight) if weight else 1.0
+        except ValueError:
+            raise ValueError(f"reward weight {weight!r} of {name!r} is not a number") from None
+    if not weights:
+        raise ValueError("no reward given")
+    return weights
+
+
 def trl_reward(name: str):
     """Adapt ``REWARDS[name]`` to TRL's ``(prompts, completions, **kwargs) -> list[float | None]``.
 
@@ -51,5 +67,5 @@ def trl_reward(name: str):
 
 __all__ = [
     "REWARDS", "accuracy_reward", "boxed_format_reward", "think_format_reward", "soft_overlong_penalty",
-    "extract_answer", "last_boxed", "last_number", "is_equivalent", "trl_reward",
+    "extract_answer", "last_boxed", "last_number", "is_equivalent", "parse_weights", "trl_reward",
 ]

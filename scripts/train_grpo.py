@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -38,6 +38,7 @@ from reasoning_rl.tasks import PromptSampler, load_task
 from reasoning_rl.tracking import MetricsLogger, read_metrics, write_samples
 from reasoning_rl.training import (format_seconds, frozen_copy, held_out_accuracy, make_optimizer, peak_memory_gib,
                                    plot_run, prepare_policy, seed_everything)
+from rewards import parse_weights
 
 
 @dataclass
@@ -59,8 +60,8 @@ class Config:
     """Prompt template: chat, chat_boxed, r1_zero, few_shot (data_prep/templates.py)."""
     train_problems: int = 4096
     """Size of the synthetic training pool (benchmarks use their whole train split)."""
-    rewards: dict[str, float] = field(default_factory=lambda: {"accuracy": 1.0})
-    """Verifier rewards and their weights, from rewards.REWARDS (e.g. --rewards accuracy 1.0 boxed_format 0.1)."""
+    rewards: str = "accuracy=1.0"
+    """Verifier rewards from rewards.REWARDS with their weights, e.g. accuracy=1.0,boxed_format=0.1."""
 
     # GRPO
     steps: int = 24
@@ -149,6 +150,8 @@ def main(cfg: Config) -> dict:
     seed_everything(cfg.seed)
     start_time = time.perf_counter()
 
+    reward_weights = parse_weights(cfg.rewards)  # fail on a typo before loading anything
+
     # --- model, reference, engine ------------------------------------------------------
     model_path = resolve_model(cfg.model)
     tokenizer = load_tokenizer(model_path)
@@ -201,7 +204,7 @@ def main(cfg: Config) -> dict:
         def sample(k: int) -> Rollouts:
             batch = collect_rollouts(generator, tokenizer, samplers[level].take(k), cfg.template, cfg.group_size,
                                      cfg.temperature, cfg.top_p, cfg.max_new_tokens)
-            score_rollouts(batch, cfg.rewards, cfg.max_new_tokens, cfg.overlong_cache)
+            score_rollouts(batch, reward_weights, cfg.max_new_tokens, cfg.overlong_cache)
             return batch
 
         rollouts = sample(cfg.prompts_per_step)

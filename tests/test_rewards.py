@@ -106,3 +106,14 @@ def test_registry_and_trl_adapter():
     reward = trl_reward("accuracy")
     completions = [[{"role": "assistant", "content": "\\boxed{2}"}], "it is 3", "anything"]
     assert reward(["p"] * 3, completions, answer=["2", "2", None]) == [1.0, 0.0, None]
+
+
+def test_parse_weights():
+    from rewards import parse_weights
+
+    assert parse_weights("accuracy=1.0,boxed_format=0.1") == {"accuracy": 1.0, "boxed_format": 0.1}
+    assert parse_weights("accuracy") == {"accuracy": 1.0}
+    with pytest.raises(ValueError, match="unknown reward 'acc'"):
+        parse_weights("acc=1")
+    with pytest.raises(ValueError, match="not a number"):
+        parse_weights("accuracy=high")

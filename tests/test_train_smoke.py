@@ -21,10 +21,15 @@ def read_steps(path):
     return [json.loads(line)["step"] for line in path.read_text().splitlines() if line.strip()]
 
 
-def test_two_grpo_steps_change_the_parameters(tiny_model, tmp_path):
+def test_two_grpo_steps_change_the_parameters(tiny_model, tmp_path, monkeypatch):
     import train_grpo
+    from rewards import REWARDS
 
-    cfg = train_grpo.parse_config(train_grpo.Config, ["--model", str(tiny_model), "--steps", "2", "--output-dir", str(tmp_path), *TINY_RUN])
+    # A random model is never right, so every group's accuracy is 0 and there is no gradient. A reward
+    # added the way a user adds one (a function in REWARDS) that varies with the text gives one.
+    monkeypatch.setitem(REWARDS, "distinct_chars", lambda completion, answer: len(set(completion)) / 20)
+    cfg = train_grpo.parse_config(train_grpo.Config, ["--model", str(tiny_model), "--steps", "2", "--output-dir", str(tmp_path),
+                                                      *TINY_RUN, "--rewards", "accuracy=1.0,distinct_chars=1.0"])
     report = train_grpo.main(cfg)
     assert read_steps(tmp_path / "metrics.jsonl") == [1, 2]
     before = load_file(tiny_model / "model.safetensors")
@@ -32,6 +37,7 @@ def test_two_grpo_steps_change_the_parameters(tiny_model, tmp_path):
     changed = [k for k in before if not torch.equal(before[k], after[k])]
     assert changed, "no parameter changed after two GRPO steps"
     metrics = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+    assert metrics["train/grad_norm"] > 0 and metrics["reward/distinct_chars_std"] > 0
     for key in ("reward/mean", "reward/accuracy", "train/frac_reward_zero_std", "train/kl", "train/clip_fraction",
                 "train/entropy", "completions/mean_length", "completions/truncated", "time/generate", "time/train",
                 "time/sync", "heldout/greedy", "heldout/pass@1"):

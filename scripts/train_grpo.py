@@ -157,9 +157,7 @@ def main(cfg: Config) -> dict:
     tokenizer = load_tokenizer(model_path)
     checkpoint = latest_checkpoint(out) if cfg.resume else None
     policy = load_policy(str(checkpoint / "policy") if checkpoint and cfg.lora_rank == 0 else model_path)
-    reference = None
-    if cfg.beta > 0:  # the reference is always the starting model, also when resuming
-        reference = frozen_copy(policy if policy.name_or_path == model_path else load_policy(model_path))
+    reference = frozen_copy(load_policy(model_path)) if cfg.beta > 0 else None  # the starting model, also on resume
     policy = prepare_policy(policy, cfg.lora_rank, cfg.lora_alpha, cfg.gradient_checkpointing)
     if checkpoint and cfg.lora_rank > 0:
         from peft import set_peft_model_state_dict
@@ -178,7 +176,7 @@ def main(cfg: Config) -> dict:
     pools = [load_task(t, "train", cfg.train_problems, cfg.seed, cfg.data_path) for t in tasks]
     heldout = {t: load_task(t, "test", cfg.eval_problems, cfg.seed, cfg.data_path) for t in tasks}
     optimizer, scheduler = make_optimizer(policy, cfg.lr, cfg.weight_decay, cfg.warmup_steps)
-    state = {"level": 0, "cursors": [0] * len(tasks), "before": {}}
+    state = {"level": 0, "cursors": [0] * len(tasks), "recent_accuracy": [], "before": {}}
     if checkpoint:
         state = load_training_state(checkpoint, optimizer, scheduler)
         print(f"resuming from {checkpoint} (step {state['step']})")
@@ -294,10 +292,10 @@ def main(cfg: Config) -> dict:
         if cfg.eval_every and step % cfg.eval_every == 0 and step != cfg.steps:
             metrics["heldout/greedy"] = held_out_accuracy(generator, tokenizer, heldout[tasks[level]], cfg.template, 0, cfg.max_new_tokens)["greedy"]
         if cfg.curriculum and level + 1 < len(tasks):
-            recent = [m["train/accuracy"] for m in read_metrics(out)[-(cfg.curriculum_window - 1):] if m.get("curriculum/level") == level]
-            window = recent + [accuracy]
-            if len(window) >= cfg.curriculum_window and sum(window) / len(window) >= cfg.curriculum_threshold:
-                state["level"] = level + 1
+            window = (state["recent_accuracy"] + [accuracy])[-cfg.curriculum_window:]
+            state["recent_accuracy"] = window
+            if len(window) == cfg.curriculum_window and sum(window) / len(window) >= cfg.curriculum_threshold:
+                state["level"], state["recent_accuracy"] = level + 1, []
                 tqdm.write(f"step {step}: training accuracy {sum(window) / len(window):.2f} on {tasks[level]} -> moving to {tasks[level + 1]}")
         state["cursors"] = [s.cursor for s in samplers]
         if step == cfg.steps:

@@ -92,3 +92,17 @@ def test_presets_parse_and_flags_override(tmp_path):
         assert "stepz" in str(error)
     else:
         raise AssertionError("an unknown preset key was accepted")
+
+
+def test_curriculum_moves_on_when_training_accuracy_is_high(tiny_model, tmp_path, monkeypatch):
+    import train_grpo
+    from rewards import REWARDS
+
+    monkeypatch.setitem(REWARDS, "accuracy", lambda completion, answer: 1.0)  # every sample right
+    cfg = train_grpo.parse_config(train_grpo.Config, [
+        "--model", str(tiny_model), "--steps", "3", "--output-dir", str(tmp_path), *TINY_RUN,
+        "--curriculum", "add_1d", "add_20", "--curriculum-window", "2", "--curriculum-threshold", "0.9"])
+    report = train_grpo.main(cfg)
+    levels = [json.loads(line)["curriculum/level"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert levels == [0, 0, 1]  # two steps at accuracy 1.0 fill the window, then the next level
+    assert set(report["after"]) == {"arith:add_1d", "arith:add_20"}

@@ -13,18 +13,20 @@ _NUMBER = r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+"
 _NUMBER_RE = re.compile(_NUMBER)
 _ANSWER_TAG_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _HASHES_RE = re.compile(r"####\s*([^\n]+)")
+_BARE_BOX_RE = re.compile(r"\s+([^\s$]+)")
 _ANSWER_IS_RE = re.compile(r"answer is[:\s]*([^\n]+)", re.IGNORECASE)
 
 
 def last_boxed(text: str) -> str | None:
-    """Content of the last ``\\boxed{...}`` or ``\\fbox{...}``, with nested braces balanced."""
+    """Content of the last ``\\boxed{...}`` or ``\\fbox{...}`` (nested braces balanced), or of ``\\boxed 5``."""
     start = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
     if start < 0:
         return None
-    i = text.find("{", start)
-    if i < 0 or text[start:i].strip("\\boxedfb ") != "":  # "\boxed 5" form
-        rest = text[start:].split(None, 1)
-        return rest[1].split("$")[0].strip() if len(rest) > 1 else None
+    rest = text[start:].removeprefix("\\boxed").removeprefix("\\fbox")
+    if not rest.lstrip().startswith("{"):  # the brace-less form: the next word
+        match = _BARE_BOX_RE.match(rest)
+        return match.group(1) if match else None
+    i = len(text) - len(rest.lstrip())  # the opening brace
     depth = 0
     for j in range(i, len(text)):
         if text[j] == "{":

@@ -117,3 +117,19 @@ def test_parse_weights():
         parse_weights("acc=1")
     with pytest.raises(ValueError, match="not a number"):
         parse_weights("accuracy=high")
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("\\boxed{5}", "5"),
+    ("\\boxed 5 and then {x}", "5"),
+    ("$\\boxed 12$.", "12"),
+    ("\\fbox{a{b}c}", "a{b}c"),
+    ("\\boxed{1} and \\boxed{2}", "2"),
+    ("\\boxed {3}", "3"),
+    ("\\boxed{\\frac{1}{2", None),
+    ("\\boxed", None),
+])
+def test_last_boxed(text, expected):
+    from rewards import last_boxed
+
+    assert last_boxed(text) == expected

@@ -38,8 +38,8 @@ class Config:
     """Samples per problem."""
     k: str = "1"
     """Comma-separated k values for pass@k and maj@k (each at most n)."""
-    temperature: float = 0.0
-    """0 is greedy decoding (then n must be 1)."""
+    temperature: float | None = None
+    """Sampling temperature; 0 is greedy decoding (n must be 1). Default: 0 when n = 1, else 1.0."""
     top_p: float = 1.0
     """Nucleus sampling."""
     max_new_tokens: int = 512
@@ -79,6 +79,8 @@ def main(cfg: Config) -> dict[str, dict]:
     ks = sorted({int(k) for k in cfg.k.split(",")})
     if max(ks) > cfg.n:
         raise SystemExit(f"--k {cfg.k}: every k must be at most --n {cfg.n}")
+    if cfg.temperature is None:
+        cfg.temperature = 0.0 if cfg.n == 1 else 1.0
     if cfg.temperature == 0 and cfg.n > 1:
         raise SystemExit("--temperature 0 is greedy decoding: all n samples would be the same; use --n 1")
     model_path = resolve_model(cfg.model)

@@ -199,10 +199,15 @@ def main(cfg: Config) -> dict:
         t0 = time.perf_counter()
 
         # 1. rollouts: G samples per prompt in one engine call, scored by the verifiers
+        t_reward = 0.0
+
         def sample(k: int) -> Rollouts:
+            nonlocal t_reward
             batch = collect_rollouts(generator, tokenizer, samplers[level].take(k), cfg.template, cfg.group_size,
                                      cfg.temperature, cfg.top_p, cfg.max_new_tokens)
+            start = time.perf_counter()
             score_rollouts(batch, reward_weights, cfg.max_new_tokens, cfg.overlong_cache)
+            t_reward += time.perf_counter() - start
             return batch
 
         rollouts = sample(cfg.prompts_per_step)
@@ -218,7 +223,7 @@ def main(cfg: Config) -> dict:
             rollouts = Rollouts.concat(kept)
             if len(rollouts.problems) > cfg.prompts_per_step:
                 rollouts = rollouts.select_groups(torch.arange(len(rollouts.problems)) < cfg.prompts_per_step)
-        t_generate = time.perf_counter() - t0
+        t_generate = time.perf_counter() - t0 - t_reward
 
         # 2. advantages: group-relative (the one line that differs from PPO)
         advantages = group_relative(rollouts.rewards, cfg.group_size, cfg.normalize_std) if len(rollouts) else torch.zeros(0)
@@ -281,6 +286,7 @@ def main(cfg: Config) -> dict:
             "completions/max_length": lengths_all.max().item(),
             "completions/truncated": all_rollouts.truncated.float().mean().item(),
             "time/generate": t_generate,
+            "time/reward": t_reward,
             "time/train": t_train,
             "time/sync": t_sync,
             "time/step": step_seconds,

@@ -14,12 +14,12 @@ from conftest import ROOT
 def test_evaluate_writes_summary_and_samples(tiny_model, tmp_path, shared_data):
     cfg = evaluate_script.parse_config(evaluate_script.Config, [
         "--model", str(tiny_model), "--benchmark", "gsm8k", "--limit", "8", "--n", "4", "--k", "1,4",
-        "--temperature", "1.0", "--max-new-tokens", "8", "--backend", "hf", "--output-dir", str(tmp_path)])
+        "--max-new-tokens", "8", "--backend", "hf", "--output-dir", str(tmp_path)])  # n > 1: temperature 1.0
     evaluate_script.main(cfg)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert {"pass@1", "pass@4", "maj@4", "n_problems", "n_samples", "model", "template", "wall_seconds",
             "tokens_per_second"} <= set(summary)
-    assert summary["n_problems"] == 8 and summary["n_samples"] == 4
+    assert summary["n_problems"] == 8 and summary["n_samples"] == 4 and summary["temperature"] == 1.0
     assert 0.0 <= summary["pass@1"] <= summary["pass@4"] <= 1.0
     lines = (tmp_path / "samples.jsonl").read_text().splitlines()
     assert len(lines) == 8

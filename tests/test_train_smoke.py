@@ -39,7 +39,7 @@ def test_two_grpo_steps_change_the_parameters(tiny_model, tmp_path, monkeypatch)
     metrics = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
     assert metrics["train/grad_norm"] > 0 and metrics["reward/distinct_chars_std"] > 0
     for key in ("reward/mean", "reward/accuracy", "train/frac_reward_zero_std", "train/kl", "train/clip_fraction",
-                "train/entropy", "completions/mean_length", "completions/truncated", "time/generate", "time/train",
+                "train/entropy", "completions/mean_length", "completions/truncated", "time/generate", "time/reward", "time/train",
                 "time/sync", "heldout/greedy", "heldout/pass@1"):
         assert key in metrics, key
     assert (tmp_path / "training.png").stat().st_size > 0

@@ -61,24 +61,47 @@ def held_out_accuracy(generator, tokenizer, problems, template: str, n: int, max
     return result
 
 
-def plot_run(metrics: list[dict], path: Path, title: str, before: dict[str, float] | None = None) -> None:
-    """Reward and held-out accuracy against step (``before``: the untrained policy, at step 0), one PNG."""
+def plot_run(metrics: list[dict], path: Path, title: str, report: dict) -> None:
+    """One PNG: training reward per step (curriculum levels marked) and held-out accuracy.
+
+    With one task the right panel is held-out accuracy against step (``report["before"]`` at step
+    0); with a curriculum it is before/after bars per level.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    steps = [m["step"] for m in metrics if "reward/mean" in m]
-    left.plot(steps, [m["reward/mean"] for m in metrics if "reward/mean" in m], label="train reward (mean)")
-    left.plot(steps, [m["train/accuracy"] for m in metrics if "reward/mean" in m], label="train accuracy", alpha=0.7)
-    left.set_xlabel("step"), left.set_title("training batches"), left.legend(), left.grid(alpha=0.3)
-    for key, label in [("heldout/greedy", "greedy"), ("heldout/pass@1", "sampled pass@1 (T=1)")]:
-        points = [(0, before[key.split("/")[1]])] if before and key.split("/")[1] in before else []
-        points += [(m["step"], m[key]) for m in metrics if key in m]
-        if points:
-            right.plot(*zip(*points), marker="o", label=label)
-    right.set_xlabel("step"), right.set_ylim(0, 1), right.set_title("held-out accuracy"), right.legend(), right.grid(alpha=0.3)
+    tasks, before, after = report["tasks"], report["before"], report["after"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2))
+    trained = [m for m in metrics if "reward/mean" in m]
+    steps = [m["step"] for m in trained]
+    left.plot(steps, [m["reward/mean"] for m in trained], label="train reward (mean)")
+    if any("reward/accuracy" in m for m in trained) and any(m["reward/mean"] != m.get("reward/accuracy") for m in trained):
+        left.plot(steps, [m["reward/accuracy"] for m in trained], label="train accuracy", alpha=0.7)
+    for prev, m in zip(trained, trained[1:]):
+        if m.get("curriculum/level") != prev.get("curriculum/level"):
+            left.axvline(m["step"] - 0.5, color="gray", ls="--", lw=0.8)
+            left.text(m["step"], 0.02, tasks[m["curriculum/level"]].removeprefix("arith:"), rotation=90, fontsize=8, va="bottom")
+    left.set_xlabel("step"), left.set_title("training batches"), left.legend(loc="upper left"), left.grid(alpha=0.3)
+
+    if len(tasks) == 1:
+        for key, label in [("greedy", "greedy"), ("pass@1", "sampled pass@1 (T=1)")]:
+            points = [(0, before[tasks[0]][key])] if key in before[tasks[0]] else []
+            points += [(m["step"], m[f"heldout/{key}"]) for m in metrics if f"heldout/{key}" in m]
+            if points:
+                right.plot(*zip(*points), marker="o", label=label)
+        right.set_xlabel("step"), right.set_title("held-out accuracy")
+    else:
+        x = range(len(tasks))
+        for offset, (label, values) in zip((-0.3, -0.1, 0.1, 0.3), [
+            ("greedy before", [before[t]["greedy"] for t in tasks]), ("greedy after", [after[t]["greedy"] for t in tasks]),
+            ("pass@1 before", [before[t].get("pass@1", 0) for t in tasks]), ("pass@1 after", [after[t].get("pass@1", 0) for t in tasks]),
+        ]):
+            right.bar([i + offset for i in x], values, width=0.2, label=label)
+        right.set_xticks(list(x), [t.removeprefix("arith:") for t in tasks], rotation=30, fontsize=8)
+        right.set_title("held-out accuracy per level, before and after")
+    right.set_ylim(0, 1), right.legend(fontsize=8), right.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

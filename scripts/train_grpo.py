@@ -323,7 +323,8 @@ def main(cfg: Config) -> dict:
     before, after = state["before"], state.get("after") or evaluate_all(cfg.eval_samples)
     report = {"tasks": tasks, "before": before, "after": after, "wall_seconds": wall, "steps": cfg.steps}
     (out / "results.json").write_text(json.dumps(report, indent=2))
-    plot_run(read_metrics(out), out / "training.png", f"GRPO on {', '.join(tasks)} ({cfg.model})", before[tasks[0]])
+    title = f"GRPO on {tasks[0]}" if len(tasks) == 1 else f"GRPO curriculum over {len(tasks)} levels"
+    plot_run(read_metrics(out), out / "training.png", f"{title} ({cfg.model})", report)
     print(f"\nheld-out accuracy ({cfg.eval_problems} problems per task), untrained -> trained:")
     for t in tasks:
         b, a = before[t], after[t]

@@ -5,7 +5,7 @@ A reward is a plain function ``(completion: str, answer: str) -> float`` kept by
 trainer combines rewards as a weighted sum and logs each one as ``reward/<name>``.
 """
 
-from rewards.extract import extract_answer, last_boxed, last_number
+from rewards.extract import extract_answer, last_boxed, last_number, repair_escapes
 from rewards.format import boxed_format_reward, think_format_reward
 from rewards.length import soft_overlong_penalty
 from rewards.verify import DEFAULT_TIMEOUT, is_equivalent
@@ -20,7 +20,7 @@ def accuracy_reward(completion: str, answer: str, timeout: float = DEFAULT_TIMEO
     """
     try:
         predicted = extract_answer(completion)
-        return 1.0 if predicted is not None and is_equivalent(predicted, answer, timeout) else 0.0
+        return 1.0 if predicted is not None and is_equivalent(predicted, repair_escapes(answer), timeout) else 0.0
     except Exception:  # a verifier must never crash a run
         return 0.0
 
@@ -67,5 +67,5 @@ def trl_reward(name: str):
 
 __all__ = [
     "REWARDS", "accuracy_reward", "boxed_format_reward", "think_format_reward", "soft_overlong_penalty",
-    "extract_answer", "last_boxed", "last_number", "is_equivalent", "parse_weights", "trl_reward",
+    "extract_answer", "last_boxed", "last_number", "repair_escapes", "is_equivalent", "parse_weights", "trl_reward",
 ]

@@ -17,6 +17,21 @@ _BARE_BOX_RE = re.compile(r"\s+([^\s$]+)")
 _ANSWER_IS_RE = re.compile(r"answer is[:\s]*([^\n]+)", re.IGNORECASE)
 
 
+# LaTeX written inside a non-raw Python or JSON string loses its backslash to an escape:
+# "\frac" becomes form feed + "rac", "\boxed" backspace + "oxed", "\times" tab + "imes".
+_MANGLED = {"\x08": "\\b", "\x0c": "\\f", "\x07": "\\a", "\x0b": "\\v"}
+# Tab and carriage return are only repaired before the LaTeX commands they commonly eat.
+_MANGLED_TAB = re.compile(r"\t(?=ext|imes|heta|frac|an|au|ilde|riangle|o\b)")
+_MANGLED_CR = re.compile(r"\r(?=ight|ho|angle|m\b|mathrm)")
+
+
+def repair_escapes(text: str) -> str:
+    """Put back the backslashes that string escapes turned into control characters."""
+    for char, latex in _MANGLED.items():
+        text = text.replace(char, latex)
+    return _MANGLED_CR.sub(r"\\r", _MANGLED_TAB.sub(r"\\t", text))
+
+
 def last_boxed(text: str) -> str | None:
     """Content of the last ``\\boxed{...}`` or ``\\fbox{...}`` (nested braces balanced), or of ``\\boxed 5``."""
     start = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
@@ -53,6 +68,7 @@ def answer_tag(text: str) -> str | None:
 
 def extract_answer(text: str) -> str | None:
     """The final answer of ``text`` as a string, or None when there is none."""
+    text = repair_escapes(text)
     if (boxed := last_boxed(text)) is not None:
         return boxed
     if (tagged := answer_tag(text)) is not None:

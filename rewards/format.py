@@ -17,6 +17,6 @@ def think_format_reward(completion: str, answer: str | None = None) -> float:
 
 def boxed_format_reward(completion: str, answer: str | None = None) -> float:
     """1.0 when the completion puts a non-empty final answer in ``\\boxed{}``."""
-    from rewards.extract import last_boxed
+    from rewards.extract import last_boxed, repair_escapes
 
-    return 1.0 if last_boxed(completion) else 0.0
+    return 1.0 if last_boxed(repair_escapes(completion)) else 0.0

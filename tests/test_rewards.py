@@ -133,3 +133,25 @@ def test_last_boxed(text, expected):
     from rewards import last_boxed
 
     assert last_boxed(text) == expected
+
+
+def test_latex_mangled_by_string_escapes_is_repaired():
+    from rewards import repair_escapes
+
+    # '\boxed{\frac{1}{2}}' in a non-raw Python string: backspace + "oxed", form feed + "rac"
+    mangled = "so the answer is \boxed{\frac{1}{2}}"
+    assert "\x08" in mangled and "\x0c" in mangled
+    assert accuracy_reward(mangled, "0.5") == 1.0
+    assert accuracy_reward("so the answer is \boxed{\frac{1}{3}}", "0.5") == 0.0
+    assert accuracy_reward("\\boxed{6 \times 7}", "42") == 1.0  # tab + "imes"
+    assert repair_escapes("\\left(1\right)") == "\\left(1\\right)"
+    assert repair_escapes("a\tb\r\nc") == "a\tb\r\nc"  # real tabs and line ends stay
+
+
+def test_acceptance_command_from_the_shell():
+    import subprocess
+    import sys
+
+    code = "from rewards import accuracy_reward; print(accuracy_reward('so the answer is \\\\boxed{\\\\frac{1}{2}}', '0.5'))"
+    out = subprocess.run(["bash", "-c", f'{sys.executable} -c "{code}"'], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "1.0", out.stderr

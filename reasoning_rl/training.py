@@ -73,7 +73,7 @@ def plot_run(metrics: list[dict], path: Path, title: str, report: dict) -> None:
     import matplotlib.pyplot as plt
 
     tasks, before, after = report["tasks"], report["before"], report["after"]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2), layout="constrained")
     trained = [m for m in metrics if "reward/mean" in m]
     steps = [m["step"] for m in trained]
     left.plot(steps, [m["reward/mean"] for m in trained], label="train reward (mean)")
@@ -103,7 +103,6 @@ def plot_run(metrics: list[dict], path: Path, title: str, report: dict) -> None:
         right.set_title("held-out accuracy per level, before and after")
     right.set_ylim(0, 1), right.legend(fontsize=8), right.grid(alpha=0.3)
     fig.suptitle(title)
-    fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

@@ -82,7 +82,8 @@ def plot_run(metrics: list[dict], path: Path, title: str, report: dict) -> None:
     for prev, m in zip(trained, trained[1:]):
         if m.get("curriculum/level") != prev.get("curriculum/level"):
             left.axvline(m["step"] - 0.5, color="gray", ls="--", lw=0.8)
-            left.text(m["step"], 0.02, tasks[m["curriculum/level"]].removeprefix("arith:"), rotation=90, fontsize=8, va="bottom")
+            left.text(m["step"], 0.02, tasks[m["curriculum/level"]].removeprefix("arith:"), rotation=90, fontsize=8,
+                      va="bottom", transform=left.get_xaxis_transform())  # x in steps, y in axes fraction
     left.set_xlabel("step"), left.set_title("training batches"), left.legend(loc="upper left"), left.grid(alpha=0.3)
 
     if len(tasks) == 1:

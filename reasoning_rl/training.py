@@ -1,4 +1,4 @@
-"""Pieces shared by the trainers (GRPO, PPO, DPO): model set-up, optimizer, held-out evaluation, plots."""
+"""Pieces a trainer needs around its loop: model set-up, optimizer, held-out evaluation, plots."""
 
 from __future__ import annotations
 

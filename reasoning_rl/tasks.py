@@ -17,10 +17,10 @@ def load_task(task: str, split: str, n: int, seed: int = 0, data_path: str | Non
         levels = task.removeprefix("arith:").split(",")
         return make_arithmetic(levels[0], n, seed, split) if len(levels) == 1 else make_mixture(levels, n, seed, split)
     if task in BENCHMARKS:
-        problems = load_problems(task, split="train" if split == "train" and task in ("gsm8k", "math") else "test", path=data_path)
-        if split == "test":
-            return problems[:n]
-        return problems
+        if split == "train" and task not in ("gsm8k", "math"):
+            raise ValueError(f"{task} has only a test split; train on gsm8k or math (or arith:...) and evaluate on {task}")
+        problems = load_problems(task, split=split, path=data_path)
+        return problems[:n] if split == "test" else problems
     raise ValueError(f"unknown task {task!r}: use arith:<level>[,<level>...] or one of {', '.join(BENCHMARKS)}")
 
 

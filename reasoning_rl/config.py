@@ -42,4 +42,6 @@ def parse_config(cls, argv: list[str] | None = None, description: str | None = N
         if unknown:
             raise SystemExit(f"preset sets unknown option(s): {', '.join(sorted(unknown))}")
         defaults = {k: tuple(v) if isinstance(v, list) else v for k, v in defaults.items()}  # YAML lists -> tuples
+    if not defaults:  # no preset: tyro's own defaults (and required fields stay required)
+        return tyro.cli(cls, args=argv, description=description)
     return tyro.cli(cls, args=argv, default=cls(**defaults), description=description)

@@ -12,12 +12,14 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import tyro
+
 from reasoning_rl.config import parse_config
 
 
 @dataclass
 class Config:
-    runs: tuple[str, ...]
+    runs: tyro.conf.Positional[tuple[str, ...]]
     """Output folders of scripts/evaluate.py."""
     labels: tuple[str, ...] = ()
     """A name per run (default: the folder names)."""

@@ -1,7 +1,7 @@
 """Benchmark a model: pass@k, maj@k and greedy accuracy on GSM8K, MATH, MATH-500 and more.
 
     python scripts/evaluate.py --model smollm2-135m-instruct --benchmark gsm8k --limit 8 --n 4 --k 1,4 --output-dir OUT
-    python scripts/evaluate.py --model runs/grpo/checkpoints/step_000020 --benchmark gsm8k math500 --temperature 0
+    python scripts/evaluate.py --model runs/grpo/checkpoints/step_000024 --benchmark gsm8k math500 --temperature 0
 
 Writes, per benchmark, ``OUT/<benchmark>/samples.jsonl`` (one line per problem: prompt,
 completions, extracted answers, correctness), ``summary.json`` and ``summary.md``. With one
@@ -94,7 +94,7 @@ def main(cfg: Config) -> dict[str, dict]:
         problems = load_problems(benchmark, cfg.split, cfg.data_path, cfg.limit)
         print(f"{benchmark}: {len(problems)} problems x {cfg.n} samples, {cfg.template} template -> {out}")
         _, summary = evaluate(generator, tokenizer, problems, cfg.template, cfg.n, ks, cfg.temperature, cfg.top_p,
-                                    cfg.max_new_tokens, out, cfg.chunk_size)
+                              cfg.max_new_tokens, out, cfg.chunk_size)
         summary.update(benchmark=benchmark, model=cfg.model, template=cfg.template, temperature=cfg.temperature,
                        top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, backend=cfg.backend,
                        config=asdict(cfg))

@@ -14,11 +14,14 @@ import random
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import torch
 
 
-def save_checkpoint(output_dir: Path, step: int, policy, tokenizer, optimizer, scheduler, state: dict, keep: int = 2) -> Path:
+def save_checkpoint(output_dir: Path, step: int, policy, tokenizer, optimizer, scheduler, state: dict, keep: int = 2,
+                    extra: Callable[[Path], None] | None = None) -> Path:
+    """Write the checkpoint of ``step``; ``extra(folder)`` adds an algorithm's own state (PPO's critic)."""
     root = Path(output_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     for stale in root.glob(".step_*"):  # left by a run killed while saving
@@ -36,6 +39,8 @@ def save_checkpoint(output_dir: Path, step: int, policy, tokenizer, optimizer, s
         },
         tmp / "training_state.pt",
     )
+    if extra is not None:
+        extra(tmp)
     (tmp / "trainer_state.json").write_text(json.dumps({**state, "step": step}, indent=2))
     if final.exists():
         shutil.rmtree(final)

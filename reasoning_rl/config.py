@@ -3,7 +3,9 @@
     python scripts/train_grpo.py --preset curriculum --lr 1e-5
 
 ``--preset NAME`` reads ``configs/NAME.yaml`` (or a YAML path); its keys override the
-dataclass defaults, and command-line flags override both. Field docstrings are the help text.
+dataclass defaults, and command-line flags override both. Presets are shared by the trainers
+and do not name an output folder: it becomes the trainer's default plus the preset's name
+(``runs/grpo_gsm8k``, ``runs/ppo_gsm8k``). Field docstrings are the help text.
 """
 
 from __future__ import annotations
@@ -36,12 +38,16 @@ def parse_config(cls, argv: list[str] | None = None, description: str | None = N
         i = argv.index("--preset")
         if i + 1 >= len(argv):
             raise SystemExit("--preset needs a name or a YAML path")
-        defaults = load_preset(argv[i + 1])
+        preset = argv[i + 1]
+        defaults = load_preset(preset)
         del argv[i : i + 2]
         unknown = set(defaults) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise SystemExit(f"preset sets unknown option(s): {', '.join(sorted(unknown))}")
         defaults = {k: tuple(v) if isinstance(v, list) else v for k, v in defaults.items()}  # YAML lists -> tuples
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        if "output_dir" in fields and "output_dir" not in defaults:  # runs/grpo -> runs/grpo_gsm8k
+            defaults["output_dir"] = f"{fields['output_dir'].default}_{Path(preset).stem}"
     if not defaults:  # no preset: tyro's own defaults (and required fields stay required)
         return tyro.cli(cls, args=argv, description=description)
     return tyro.cli(cls, args=argv, default=cls(**defaults), description=description)

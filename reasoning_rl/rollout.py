@@ -75,8 +75,8 @@ def score_rollouts(rollouts: Rollouts, weights: dict[str, float], max_new_tokens
     """Fill ``rollouts.rewards`` and ``rollouts.components`` in place.
 
     Verifiable prompts (with a reference answer) get ``sum_k weights[k] * REWARDS[k]``; open-ended
-    prompts (answer None) get ``open_ended_scorer(prompts, completions)`` (a trained reward model)
-    as the component ``reward_model``. DAPO's soft overlong penalty is added as ``overlong``.
+    prompts (answer None) get ``open_ended_scorer(questions, completions)`` (a trained reward model,
+    given the raw questions before the template) as the component ``reward_model``. DAPO's soft overlong penalty is added as ``overlong``.
     """
     unknown = set(weights) - set(REWARDS)
     if unknown:
@@ -92,7 +92,7 @@ def score_rollouts(rollouts: Rollouts, weights: dict[str, float], max_new_tokens
         if open_ended_scorer is None:
             raise ValueError("some prompts have no reference answer; pass a reward model to score them")
         rows = (~verifiable).nonzero().flatten().tolist()
-        prompts = [rollouts.prompts[i // rollouts.group_size] for i in rows]
+        prompts = [rollouts.problems[i // rollouts.group_size].problem for i in rows]
         scores = torch.zeros(n)
         scores[rows] = torch.tensor(open_ended_scorer(prompts, [rollouts.texts[i] for i in rows]), dtype=torch.float)
         rollouts.components["reward_model"] = scores

@@ -1,8 +1,11 @@
 """Training tasks: which problems to train on, in which order, and held-out problems to test on.
 
-A task name is either ``arith:<level>`` / ``arith:<level>,<level>`` (synthetic arithmetic, see
-``data_prep.synthetic.LEVELS``) or a benchmark name (``gsm8k``, ``math``; training uses its
-train split, held-out evaluation its test split).
+A task name is ``arith:<level>`` / ``arith:<level>,<level>`` (synthetic arithmetic, see
+``data_prep.synthetic.LEVELS``), a benchmark name (``gsm8k``, ``math``; training uses its train
+split, held-out evaluation its test split), or ``hh_rlhf``: open-ended prompts without a
+reference answer (the first human turns of the hh-rlhf pairs), which need a reward model.
+Tasks joined with ``+`` are mixed: ``arith:add_20+hh_rlhf`` draws from both pools, in
+proportion to their sizes.
 """
 
 from __future__ import annotations
@@ -13,6 +16,13 @@ from data_prep import BENCHMARKS, Problem, load_problems, make_arithmetic, make_
 
 
 def load_task(task: str, split: str, n: int, seed: int = 0, data_path: str | None = None) -> list[Problem]:
+    if "+" in task:
+        return [p for part in task.split("+") for p in load_task(part, split, n, seed, data_path)]
+    if task == "hh_rlhf":
+        from data_prep.preferences import heldout_split, load_preference_pairs, open_ended_problems
+
+        train, heldout = heldout_split(load_preference_pairs(), 0.2, seed)  # the reward model's split: it never saw these
+        return open_ended_problems(heldout if split == "train" else [])
     if task.startswith("arith:"):
         levels = task.removeprefix("arith:").split(",")
         return make_arithmetic(levels[0], n, seed, split) if len(levels) == 1 else make_mixture(levels, n, seed, split)
@@ -21,7 +31,7 @@ def load_task(task: str, split: str, n: int, seed: int = 0, data_path: str | Non
             raise ValueError(f"{task} has only a test split; train on gsm8k or math (or arith:...) and evaluate on {task}")
         problems = load_problems(task, split=split, path=data_path)
         return problems[:n] if split == "test" else problems
-    raise ValueError(f"unknown task {task!r}: use arith:<level>[,<level>...] or one of {', '.join(BENCHMARKS)}")
+    raise ValueError(f"unknown task {task!r}: use arith:<level>[,<level>...], hh_rlhf or one of {', '.join(BENCHMARKS)}")
 
 
 class PromptSampler:

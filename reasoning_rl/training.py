@@ -88,7 +88,7 @@ def plot_run(metrics: list[dict], path: Path, title: str, report: dict) -> None:
 
     if len(tasks) == 1:
         for key, label in [("greedy", "greedy"), ("pass@1", "sampled pass@1 (T=1)")]:
-            points = [(0, before[tasks[0]][key])] if key in before[tasks[0]] else []
+            points = [(0, before[tasks[0]][key])] if key in before.get(tasks[0], {}) else []
             points += [(m["step"], m[f"heldout/{key}"]) for m in metrics if f"heldout/{key}" in m]
             if points:
                 right.plot(*zip(*points), marker="o", label=label)
@@ -96,8 +96,8 @@ def plot_run(metrics: list[dict], path: Path, title: str, report: dict) -> None:
     else:
         x = range(len(tasks))
         for offset, (label, values) in zip((-0.3, -0.1, 0.1, 0.3), [
-            ("greedy before", [before[t]["greedy"] for t in tasks]), ("greedy after", [after[t]["greedy"] for t in tasks]),
-            ("pass@1 before", [before[t].get("pass@1", 0) for t in tasks]), ("pass@1 after", [after[t].get("pass@1", 0) for t in tasks]),
+            ("greedy before", [before.get(t, {}).get("greedy", 0) for t in tasks]), ("greedy after", [after.get(t, {}).get("greedy", 0) for t in tasks]),
+            ("pass@1 before", [before.get(t, {}).get("pass@1", 0) for t in tasks]), ("pass@1 after", [after.get(t, {}).get("pass@1", 0) for t in tasks]),
         ]):
             right.bar([i + offset for i in x], values, width=0.2, label=label)
         right.set_xticks(list(x), [t.removeprefix("arith:") for t in tasks], rotation=30, fontsize=8)

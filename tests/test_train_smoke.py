@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -81,7 +82,7 @@ def test_presets_parse_and_flags_override(tmp_path):
     import train_grpo
 
     cfg = train_grpo.parse_config(train_grpo.Config, ["--preset", "curriculum", "--steps", "7"])
-    assert cfg.curriculum[0] == "add_20" and cfg.steps == 7 and cfg.output_dir == "runs/curriculum"
+    assert cfg.curriculum[0] == "add_20" and cfg.steps == 7 and cfg.output_dir == "runs/grpo_curriculum"
     for name in ("gsm8k", "math", "gpu_qwen", "dapo", "dr_grpo"):
         train_grpo.parse_config(train_grpo.Config, ["--preset", name])
     bad = tmp_path / "bad.yaml"
@@ -106,3 +107,85 @@ def test_curriculum_moves_on_when_training_accuracy_is_high(tiny_model, tmp_path
     levels = [json.loads(line)["curriculum/level"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert levels == [0, 0, 1]  # two steps at accuracy 1.0 fill the window, then the next level
     assert set(report["after"]) == {"arith:add_1d", "arith:add_20"}
+
+
+def test_two_ppo_steps_train_policy_and_critic(tiny_model, tmp_path, monkeypatch):
+    import train_ppo
+    from rewards import REWARDS
+
+    monkeypatch.setitem(REWARDS, "distinct_chars", lambda completion, answer: len(set(completion)) / 20)
+    cfg = train_ppo.parse_config(train_ppo.Config, ["--model", str(tiny_model), "--steps", "2", "--output-dir", str(tmp_path),
+                                                    *TINY_RUN, "--rewards", "accuracy=1.0,distinct_chars=1.0", "--mu", "2"])
+    train_ppo.main(cfg)
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in lines] == [1, 2]
+    metrics = lines[-1]
+    for key in ("train/value_loss", "train/value_clip_fraction", "ppo/value_mean", "ppo/explained_variance", "ppo/kl_penalty",
+                "train/clip_fraction", "train/grad_norm"):
+        assert key in metrics, key
+    assert metrics["train/grad_norm"] > 0 and metrics["train/value_grad_norm"] > 0
+    # the zero-initialised value head has learned something, and PPO's KL moved the policy off the reference
+    assert lines[0]["ppo/value_mean"] == 0.0 and metrics["ppo/value_mean"] != 0.0
+    assert metrics["ppo/kl_penalty"] != 0.0
+    checkpoint = tmp_path / "checkpoints" / "step_000002"
+    blob = torch.load(checkpoint / "critic.pt", weights_only=False)
+    assert blob["critic"]["score.weight"].abs().sum() > 0
+    before = load_file(tiny_model / "model.safetensors")
+    after = load_file(checkpoint / "policy" / "model.safetensors")
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def test_ppo_resumed_run_matches_an_uninterrupted_one(tiny_model, tmp_path):
+    """Stopping after step 1 and resuming gives the same critic and policy as running 2 steps straight:
+    the critic, its optimizer and the RNG states travel in the checkpoint."""
+    import train_ppo
+
+    def run(out, *extra):
+        args = ["--model", str(tiny_model), "--output-dir", str(out), *TINY_RUN, "--save-every", "1", *extra]
+        train_ppo.main(train_ppo.parse_config(train_ppo.Config, args))
+        last = sorted((out / "checkpoints").glob("step_*"))[-1]
+        return torch.load(last / "critic.pt", weights_only=False)["critic"]
+
+    straight = run(tmp_path / "straight", "--steps", "2")
+    run(tmp_path / "resumed", "--steps", "1")
+    resumed = run(tmp_path / "resumed", "--steps", "2", "--resume")
+    assert read_steps(tmp_path / "resumed" / "metrics.jsonl") == [1, 2]
+    for key in straight:
+        torch.testing.assert_close(resumed[key], straight[key], msg=key)
+
+
+def test_online_dpo_trains_on_pairs_from_its_own_samples(tiny_model, tmp_path, monkeypatch):
+    import train_dpo
+    from rewards import REWARDS
+
+    monkeypatch.setitem(REWARDS, "distinct_chars", lambda completion, answer: len(set(completion)) / 20)
+    cfg = train_dpo.parse_config(train_dpo.Config, ["--model", str(tiny_model), "--steps", "2", "--output-dir", str(tmp_path),
+                                                    *TINY_RUN, "--rewards", "distinct_chars=1.0"])
+    train_dpo.main(cfg)
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in lines] == [1, 2]
+    assert all(m["dpo/pairs"] > 0 for m in lines)
+    # the first step starts at the reference: every implicit reward is 0 and the loss is log 2
+    assert abs(lines[0]["train/loss"] - 0.6931) < 1e-3 and lines[0]["train/grad_norm"] > 0
+    before = load_file(tiny_model / "model.safetensors")
+    after = load_file(tmp_path / "checkpoints" / "step_000002" / "policy" / "model.safetensors")
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def test_offline_dpo_on_a_preference_file(tiny_model, tmp_path):
+    import train_dpo
+
+    rows = [{"prompt": f"Question {i}?", "chosen": f" Good answer {i}.", "rejected": f" bad {i} bad"} for i in range(24)]
+    rows.append({"prompt": "broken", "chosen": "same", "rejected": "same"})  # malformed: skipped with a warning
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = train_dpo.parse_config(train_dpo.Config, ["--model", str(tiny_model), "--pairs", str(path), "--output-dir",
+                                                    str(tmp_path / "run"), "--pair-batch-size", "4", "--epochs", "2",
+                                                    "--heldout-fraction", "0.25", "--lr", "1e-3", "--warmup-steps", "0",
+                                                    "--no-tensorboard"])
+    with pytest.warns(UserWarning, match="skipped 1 malformed row"):
+        report = train_dpo.main(cfg)
+    assert report["heldout_pairs"] > 0 and report["train_pairs"] + report["heldout_pairs"] == 24
+    lines = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert lines[-1]["train/loss"] < lines[0]["train/loss"]  # the training pairs are learnt
+    assert "loss" in report["heldout"] and (tmp_path / "run" / "checkpoints").is_dir()

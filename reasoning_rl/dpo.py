@@ -1,0 +1,107 @@
+"""DPO's update: preference pairs instead of advantages (Rafailov et al. 2023, arXiv 2305.18290).
+
+On a verifiable task the pairs come from the policy's own samples: in each group of G
+completions, one with the highest reward (correct) is paired with one with the lowest
+(incorrect); groups where all rewards are equal give no pair. This is online (iterative) DPO
+when it runs inside ``trainer.train`` (new samples from the current policy every step) and the
+math baseline of ``scripts/compare.py``. A file of preference pairs becomes the same kind of
+batch (groups of two: chosen, rejected) in ``scripts/train_dpo.py --pairs``.
+
+The loss, ``losses.dpo_loss``, compares summed log-probs of the chosen and rejected completions
+under the policy and the frozen starting model (the reference):
+
+    L = -log sigmoid(beta * [(log pi(y_w) - log ref(y_w)) - (log pi(y_l) - log ref(y_l))])
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from reasoning_rl.logprobs import completion_logprobs
+from reasoning_rl.losses import dpo_loss
+from reasoning_rl.rollout import Rollouts
+
+
+def pairs_from_groups(rollouts: Rollouts, pairs_per_group: int) -> list[tuple[int, int]]:
+    """``(chosen_row, rejected_row)`` pairs: best against worst reward within each group.
+
+    With several best and several worst completions, up to ``pairs_per_group`` disjoint pairs
+    are made in sampling order. Groups with equal rewards give none.
+    """
+    G, pairs = rollouts.group_size, []
+    for g in range(len(rollouts) // G):
+        rewards = rollouts.rewards[g * G : (g + 1) * G]
+        best, worst = rewards.max(), rewards.min()
+        if best == worst:
+            continue
+        winners = [g * G + j for j in range(G) if rewards[j] == best]
+        losers = [g * G + j for j in range(G) if rewards[j] == worst]
+        pairs += list(zip(winners, losers))[:pairs_per_group]
+    return pairs
+
+
+class DPOUpdate:
+    """One DPO pass (or ``epochs``) over the pairs of a batch, one optimizer step per pass."""
+
+    needs_reference = True
+
+    def __init__(self, beta: float = 0.1, pairs_per_group: int = 2, epochs: int = 1, micro_batch_pairs: int = 8,
+                 max_grad_norm: float = 1.0, autocast: bool = True):
+        self.beta, self.pairs_per_group, self.epochs = beta, pairs_per_group, epochs
+        self.micro_batch_pairs, self.max_grad_norm, self.autocast = micro_batch_pairs, max_grad_norm, autocast
+
+    def setup(self, policy, reference, tokenizer, optimizer, model_path: str) -> None:
+        self.policy, self.reference, self.optimizer, self.pad_id = policy, reference, optimizer, tokenizer.pad_token_id
+
+    def save(self, folder: Path) -> None:  # no state beyond the policy and its optimizer
+        pass
+
+    def load(self, folder: Path) -> None:
+        pass
+
+    def sequence_logprobs(self, model, rollouts: Rollouts, rows: list[int]) -> torch.Tensor:
+        """``[len(rows)]`` summed log-probs of the completions of ``rows`` under ``model``."""
+        ids, attention, mask = rollouts.pack(rows, self.pad_id)
+        logprobs, _ = completion_logprobs(model, ids, attention, mask.shape[1], autocast=self.autocast)
+        return (logprobs * mask).sum(-1)
+
+    def pair_losses(self, rollouts: Rollouts, pairs: list[tuple[int, int]]):
+        """Yield ``(loss, metrics, share)`` per micro-batch of pairs; ``share`` = its fraction of the pairs."""
+        for i in range(0, len(pairs), self.micro_batch_pairs):
+            chunk = pairs[i : i + self.micro_batch_pairs]
+            rows = [c for c, _ in chunk] + [r for _, r in chunk]
+            k = len(chunk)
+            with torch.no_grad():
+                ref = self.sequence_logprobs(self.reference, rollouts, rows)
+            pol = self.sequence_logprobs(self.policy, rollouts, rows)
+            loss, m = dpo_loss(pol[:k], pol[k:], ref[:k], ref[k:], self.beta)
+            yield loss, m, k / len(pairs)
+
+    def __call__(self, rollouts: Rollouts, step: int = 0) -> dict[str, float]:
+        pairs = pairs_from_groups(rollouts, self.pairs_per_group)
+        metrics = {"dpo/pairs": len(pairs)}
+        if not pairs:
+            return metrics
+        sums: dict[str, float] = {}
+        for _ in range(self.epochs):
+            self.optimizer.zero_grad(set_to_none=True)
+            for loss, m, share in self.pair_losses(rollouts, pairs):
+                (loss * share).backward()
+                for key, value in {"loss": loss.item(), **m}.items():
+                    sums[key] = sums.get(key, 0.0) + value * share
+            sums["grad_norm"] = sums.get("grad_norm", 0.0) + torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm).item()
+            self.optimizer.step()
+        metrics.update({f"train/{k}": v / self.epochs for k, v in sums.items()})
+        return metrics
+
+    @torch.no_grad()
+    def evaluate(self, rollouts: Rollouts) -> dict[str, float]:
+        """DPO loss and implicit-reward accuracy on held-out pairs (no update)."""
+        pairs = pairs_from_groups(rollouts, self.pairs_per_group)
+        sums: dict[str, float] = {}
+        for loss, m, share in self.pair_losses(rollouts, pairs):
+            for key, value in {"loss": loss.item(), **m}.items():
+                sums[key] = sums.get(key, 0.0) + value * share
+        return sums

@@ -1,0 +1,149 @@
+"""Advantage estimators for ``trainer.PolicyGradient``: the one place where GRPO and PPO differ.
+
+    GRPO  GroupRelative   A_i = (r_i - mean(r_group)) / std(r_group), the same for every token of
+                          completion i; no model, no extra forward pass.
+    PPO   GAECritic       per-token rewards r_t = -kl_coef * (log pi_old - log pi_ref)_t, plus the
+                          verifier's score on the last token (InstructGPT); a learned critic V(s_t);
+                          A_t by GAE(gamma, lambda) backwards over tokens, whitened over the batch;
+                          the critic regresses on the returns A_t + V_t with a clipped value loss.
+
+An estimator has ``advantages(rollouts, old_logprobs, ref_logprobs) -> (advantages, metrics)``,
+and for its own model (the critic) ``backward(...)`` per micro-batch, ``step()`` per optimizer
+step and ``save``/``load`` for checkpoints. The maths are in ``advantages.py`` and ``losses.py``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from reasoning_rl.advantages import gae, group_relative, whiten
+from reasoning_rl.logprobs import position_ids
+from reasoning_rl.losses import value_loss
+from reasoning_rl.rollout import micro_batches
+
+
+class GroupRelative:
+    """GRPO (DeepSeekMath sec. 4.1.2), or Dr. GRPO without the std division."""
+
+    needs_reference = False
+    needs_old_logprobs = False
+
+    def __init__(self, normalize_std: bool = True):
+        self.normalize_std = normalize_std
+
+    def setup(self, model_path: str, tokenizer, cfg) -> None:
+        pass
+
+    def advantages(self, rollouts, old_logprobs, ref_logprobs) -> tuple[torch.Tensor, dict[str, float]]:
+        return group_relative(rollouts.rewards, rollouts.group_size, self.normalize_std), {}
+
+    def backward(self, rows, input_ids, attention_mask, mask, share) -> dict[str, float]:
+        return {}
+
+    def step(self) -> dict[str, float]:
+        return {}
+
+    def save(self, folder: Path) -> None:
+        pass
+
+    def load(self, folder: Path) -> None:
+        pass
+
+
+def critic_values(critic, input_ids: torch.Tensor, attention_mask: torch.Tensor, T: int, autocast: bool) -> torch.Tensor:
+    """``[B, T]`` values V(s_t) of the state before each of the last ``T`` tokens.
+
+    The critic is a sequence classifier (backbone + one-output head, ``reward_model.load_reward_model``)
+    whose head is applied at every position; position t - 1 sees the prompt and tokens < t, the
+    same alignment as the policy's log-probs.
+    """
+    with torch.autocast(input_ids.device.type, dtype=torch.bfloat16, enabled=autocast):
+        hidden = critic.base_model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask),
+                                   use_cache=False).last_hidden_state[:, -(T + 1) : -1]  # [B, T, H]
+        return critic.score(hidden).squeeze(-1).float()  # [B, T]
+
+
+class GAECritic:
+    """PPO's estimator: a learned value function and GAE (InstructGPT-style PPO for language models)."""
+
+    needs_old_logprobs = True
+
+    def __init__(self, gamma: float = 1.0, lam: float = 0.95, kl_coef: float = 0.05, whiten_advantages: bool = True,
+                 value_clip: float = 0.2, critic_model: str | None = None, critic_lr: float = 2e-5,
+                 critic_trainable_layers: int = 0):
+        self.gamma, self.lam, self.kl_coef, self.whiten_advantages = gamma, lam, kl_coef, whiten_advantages
+        self.value_clip, self.critic_model, self.critic_lr, self.critic_trainable_layers = value_clip, critic_model, critic_lr, critic_trainable_layers
+        self.needs_reference = kl_coef > 0
+
+    def setup(self, model_path: str, tokenizer, cfg) -> None:
+        """Critic = a copy of the policy's backbone (or ``critic_model``) with a zero-initialised value head."""
+        from reasoning_rl.models import resolve_model
+        from reasoning_rl.reward_model import freeze_lower_layers, load_reward_model
+        from reasoning_rl.training import make_optimizer
+
+        path = resolve_model(self.critic_model) if self.critic_model else model_path
+        self.critic = load_reward_model(path, tokenizer)  # a new head starts at zero: V = 0 before training
+        freeze_lower_layers(self.critic, self.critic_trainable_layers)
+        self.critic.train()
+        self.optimizer, self.scheduler = make_optimizer(self.critic, self.critic_lr, cfg.weight_decay, cfg.warmup_steps)
+        self.autocast, self.max_grad_norm, self.micro_batch_size = cfg.autocast, cfg.max_grad_norm, cfg.micro_batch_size
+        self.pad_id = tokenizer.pad_token_id
+
+    @torch.no_grad()
+    def advantages(self, rollouts, old_logprobs, ref_logprobs) -> tuple[torch.Tensor, dict[str, float]]:
+        N, T = old_logprobs.shape
+        mask = torch.zeros(N, T)
+        values = torch.zeros(N, T)
+        for i, c in enumerate(rollouts.completion_ids):
+            mask[i, : len(c)] = 1
+        for rows in micro_batches(rollouts, self.micro_batch_size):
+            ids, attention, m = rollouts.pack(rows, self.pad_id)
+            values[rows, : m.shape[1]] = critic_values(self.critic, ids, attention, m.shape[1], self.autocast) * m
+
+        # per-token rewards: the KL penalty on every token, the sequence score on the last one
+        kl = (old_logprobs - ref_logprobs) * mask if ref_logprobs is not None else torch.zeros(N, T)  # [N, T]
+        rewards = -self.kl_coef * kl
+        last = (mask.sum(1).long() - 1).clamp(min=0)  # [N] index of the last real token
+        rewards[torch.arange(N), last] += rollouts.rewards.float() * (mask.sum(1) > 0)
+
+        advantages, returns = gae(rewards, values, mask, self.gamma, self.lam)
+        self.old_values, self.returns = values, returns
+        n = mask.sum()
+        residual = ((returns - values) * mask)
+        var_returns = (((returns - (returns * mask).sum() / n) * mask) ** 2).sum() / n
+        metrics = {
+            "ppo/value_mean": ((values * mask).sum() / n).item(),
+            "ppo/return_mean": ((returns * mask).sum() / n).item(),
+            "ppo/advantage_std": (((advantages - (advantages * mask).sum() / n) * mask) ** 2).sum().div(n).sqrt().item(),
+            "ppo/kl_penalty": (kl.sum(1)).mean().item(),  # sum over tokens of log pi_old - log pi_ref, mean over completions
+            "ppo/explained_variance": (1 - (residual**2).sum() / n / var_returns.clamp(min=1e-8)).item(),
+        }
+        if self.whiten_advantages:
+            advantages = whiten(advantages, mask)
+        return advantages, metrics
+
+    def backward(self, rows, input_ids, attention_mask, mask, share) -> dict[str, float]:
+        T = mask.shape[1]
+        values = critic_values(self.critic, input_ids, attention_mask, T, self.autocast)
+        loss, m = value_loss(values, self.old_values[rows, :T], self.returns[rows, :T], mask, self.value_clip)
+        (loss * share).backward()  # share = this micro-batch's fraction of the mini-batch's tokens
+        return {"value_loss": loss.item() * share, "value_clip_fraction": m["value_clip_fraction"] * share}
+
+    def step(self) -> dict[str, float]:
+        norm = torch.nn.utils.clip_grad_norm_([p for p in self.critic.parameters() if p.requires_grad], self.max_grad_norm).item()
+        self.optimizer.step()
+        self.scheduler.step()  # the critic's warm-up counts its optimizer steps
+        self.optimizer.zero_grad(set_to_none=True)
+        return {"value_grad_norm": norm}
+
+    def save(self, folder: Path) -> None:
+        torch.save({"critic": self.critic.state_dict(), "optimizer": self.optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict()}, folder / "critic.pt")
+
+    def load(self, folder: Path) -> None:
+        blob = torch.load(folder / "critic.pt", weights_only=False)
+        self.critic.load_state_dict(blob["critic"])
+        self.optimizer.load_state_dict(blob["optimizer"])
+        self.scheduler.load_state_dict(blob["scheduler"])

@@ -1,0 +1,96 @@
+"""A Bradley-Terry reward model: a sequence classifier with one output, trained on preference pairs.
+
+The model is ``AutoModelForSequenceClassification(num_labels=1)`` on the policy's architecture:
+the language model's backbone with a linear head on the hidden state of the last token. It is
+trained with ``losses.bradley_terry_loss`` by ``scripts/train_reward_model.py`` and plugs into
+GRPO and PPO through ``RewardModelScorer`` (``--reward-model PATH``), which scores the prompts
+that have no reference answer.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from data_prep.preferences import ASSISTANT, HUMAN
+from reasoning_rl.logprobs import position_ids
+
+
+def load_reward_model(path: str, tokenizer, dtype: torch.dtype = torch.float32):
+    """A sequence classifier with one score. Loaded from a language model, its new head starts at zero
+    (every response scores 0: loss log 2, no preference) rather than at a random function."""
+    from transformers import AutoModelForSequenceClassification
+
+    model, info = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=dtype, output_loading_info=True)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    if any(key.startswith("score.") for key in info["missing_keys"]):  # a new head: score everything 0
+        torch.nn.init.zeros_(model.score.weight)
+    return model
+
+
+def freeze_lower_layers(model, trainable_layers: int) -> None:
+    """Keep gradients only in the top ``trainable_layers`` layers, the final norm and the head."""
+    if trainable_layers <= 0:
+        return
+    layers = model.base_model.layers
+    if trainable_layers > len(layers):
+        raise ValueError(f"--trainable-layers {trainable_layers}: the model has only {len(layers)} layers")
+    for p in model.base_model.parameters():
+        p.requires_grad_(False)
+    for module in [*layers[-trainable_layers:], model.base_model.norm]:
+        for p in module.parameters():
+            p.requires_grad_(True)
+
+
+def encode(tokenizer, prompt: str, response: str, max_length: int) -> list[int]:
+    """Token ids of ``prompt + response`` in at most ``max_length`` tokens.
+
+    The response is what is judged, so it keeps up to three quarters of the budget (its start);
+    the prompt keeps its end (the most recent turns).
+    """
+    response_ids = tokenizer(response, add_special_tokens=False).input_ids[: max_length * 3 // 4]
+    prompt_ids = tokenizer(prompt, add_special_tokens=False).input_ids
+    keep = max_length - len(response_ids)
+    return (prompt_ids[-keep:] if keep > 0 else []) + response_ids
+
+
+def score_ids(model, sequences: list[list[int]], pad_id: int, autocast: bool = False) -> torch.Tensor:
+    """``[B]`` scores. Sequences are left-padded, so the last position is every row's last token."""
+    L = max(map(len, sequences))
+    ids = torch.full((len(sequences), L), pad_id, dtype=torch.long)
+    attention = torch.zeros_like(ids)
+    for i, seq in enumerate(sequences):
+        ids[i, L - len(seq) :] = torch.tensor(seq)
+        attention[i, L - len(seq) :] = 1
+    with torch.autocast(ids.device.type, dtype=torch.bfloat16, enabled=autocast):
+        hidden = model.base_model(input_ids=ids, attention_mask=attention, position_ids=position_ids(attention),
+                                  use_cache=False).last_hidden_state[:, -1]  # [B, H]
+        return model.score(hidden).squeeze(-1).float()  # [B]
+
+
+def as_dialogue(problem: str) -> str:
+    """A question in hh-rlhf's dialogue form, the form the reward model was trained on."""
+    return problem if problem.startswith(HUMAN) else f"{HUMAN} {problem}{ASSISTANT}"
+
+
+class RewardModelScorer:
+    """``scorer(problems, completions) -> list[float]``: a trained reward model as a training reward.
+
+    ``problems`` are the raw questions (before the chat template); each is put in dialogue form,
+    the completion appended, and the whole scored. ``scale``/``shift`` map raw scores to the size
+    of the verifier rewards (``score * scale + shift``).
+    """
+
+    def __init__(self, path: str, max_length: int = 256, batch_size: int = 16, scale: float = 1.0, shift: float = 0.0,
+                 autocast: bool = True):
+        from reasoning_rl.models import load_tokenizer
+
+        self.tokenizer = load_tokenizer(path)
+        self.model = load_reward_model(path, self.tokenizer).eval()
+        self.max_length, self.batch_size, self.scale, self.shift, self.autocast = max_length, batch_size, scale, shift, autocast
+
+    @torch.no_grad()
+    def __call__(self, problems: list[str], completions: list[str]) -> list[float]:
+        sequences = [encode(self.tokenizer, as_dialogue(p), " " + c.strip(), self.max_length) for p, c in zip(problems, completions)]
+        scores = [score_ids(self.model, sequences[i : i + self.batch_size], self.tokenizer.pad_token_id, self.autocast)
+                  for i in range(0, len(sequences), self.batch_size)]
+        return (torch.cat(scores) * self.scale + self.shift).tolist() if scores else []

@@ -28,12 +28,11 @@ def load_reward_model(path: str, tokenizer, dtype: torch.dtype = torch.float32):
 
 
 def freeze_lower_layers(model, trainable_layers: int) -> None:
-    """Keep gradients only in the top ``trainable_layers`` layers, the final norm and the head."""
-    if trainable_layers <= 0:
-        return
+    """Keep gradients only in the top ``trainable_layers`` layers, the final norm and the head
+    (0, or at least the model's depth: train everything)."""
     layers = model.base_model.layers
-    if trainable_layers > len(layers):
-        raise ValueError(f"--trainable-layers {trainable_layers}: the model has only {len(layers)} layers")
+    if trainable_layers <= 0 or trainable_layers >= len(layers):  # all of them
+        return
     for p in model.base_model.parameters():
         p.requires_grad_(False)
     for module in [*layers[-trainable_layers:], model.base_model.norm]:

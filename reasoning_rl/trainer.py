@@ -426,12 +426,12 @@ def train(cfg: RLConfig, update, algorithm: str) -> dict:
     name = algorithm.upper()
     title = f"{name} on {tasks[0]}" if len(tasks) == 1 else f"{name} curriculum over {len(tasks)} levels"
     plot_run(read_metrics(out), out / "training.png", f"{title} ({cfg.model})", report)
-    print(f"\nheld-out accuracy ({cfg.eval_problems} problems per task), untrained -> trained:")
+    print(f"\nheld-out accuracy ({cfg.eval_problems} problems per task)" + (", untrained -> trained:" if before else " (untrained: not evaluated in this run):"))
     for t in after:
-        b, a = before.get(t, {}), after[t]
-        line = f"  {t:>16}: greedy {b.get('greedy', float('nan')):6.1%} -> {a['greedy']:6.1%}"
+        b, a = before.get(t), after[t]
+        line = f"  {t:>16}: greedy " + (f"{b['greedy']:6.1%} -> " if b else "") + f"{a['greedy']:6.1%}"
         if "pass@1" in a:
-            line += f"   sampled pass@1 (T=1) {b.get('pass@1', float('nan')):6.1%} -> {a['pass@1']:6.1%}"
+            line += "   sampled pass@1 (T=1) " + (f"{b['pass@1']:6.1%} -> " if b and "pass@1" in b else "") + f"{a['pass@1']:6.1%}"
         print(line)
     print(f"wall time {format_seconds(wall)}; metrics in {out / 'metrics.jsonl'}, plot in {out / 'training.png'}")
     return report

@@ -17,6 +17,16 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def epoch_order(n: int, epochs: int, seed: int) -> list[int]:
+    """Indices 0..n-1, shuffled afresh (and reproducibly) for each of ``epochs`` passes, concatenated."""
+    order = []
+    for epoch in range(epochs):
+        indices = list(range(n))
+        random.Random(f"{seed}/{epoch}").shuffle(indices)
+        order += indices
+    return order
+
+
 def peak_memory_gib() -> float:
     """Peak resident memory of this process (CPU) or peak allocated GPU memory, in GiB."""
     if torch.cuda.is_available():

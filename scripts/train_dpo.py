@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +34,7 @@ from reasoning_rl.models import load_policy, load_tokenizer, resolve_model
 from reasoning_rl.rollout import Rollouts
 from reasoning_rl.tracking import MetricsLogger
 from reasoning_rl.trainer import RLConfig, train
-from reasoning_rl.training import format_seconds, frozen_copy, make_optimizer, peak_memory_gib, prepare_policy, seed_everything
+from reasoning_rl.training import epoch_order, format_seconds, frozen_copy, make_optimizer, peak_memory_gib, prepare_policy, seed_everything
 
 
 @dataclass
@@ -100,11 +99,7 @@ def train_offline(cfg: Config) -> dict:
     logger = MetricsLogger(out, 0, cfg.tensorboard)
     (out / "config.json").write_text(json.dumps({"algorithm": "dpo-offline", **dataclasses.asdict(cfg)}, indent=2))
 
-    order = []
-    for epoch in range(cfg.epochs):
-        epoch_order = list(range(len(train_pairs)))
-        random.Random(f"{cfg.seed}/{epoch}").shuffle(epoch_order)
-        order += epoch_order
+    order = epoch_order(len(train_pairs), cfg.epochs, cfg.seed)
     steps = math.ceil(len(order) / cfg.pair_batch_size)
     print(f"{len(train_pairs)} training pairs, {len(heldout)} held out; {steps} steps of {cfg.pair_batch_size} pairs")
     for step, i in enumerate(tqdm(range(0, len(order), cfg.pair_batch_size), desc="DPO (offline)", unit="step"), start=1):

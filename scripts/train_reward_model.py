@@ -18,7 +18,6 @@ import dataclasses
 import json
 import math
 import os
-import random
 import shutil
 import tempfile
 import time
@@ -34,7 +33,7 @@ from reasoning_rl.losses import bradley_terry_loss
 from reasoning_rl.models import load_tokenizer, resolve_model
 from reasoning_rl.reward_model import encode, freeze_lower_layers, load_reward_model, score_ids
 from reasoning_rl.tracking import MetricsLogger, read_metrics
-from reasoning_rl.training import format_seconds, make_optimizer, peak_memory_gib, seed_everything
+from reasoning_rl.training import epoch_order, format_seconds, make_optimizer, peak_memory_gib, seed_everything
 
 
 @dataclass
@@ -135,11 +134,7 @@ def main(cfg: Config) -> dict:
     before = pairwise_accuracy(model, heldout_ids, pad, 2 * cfg.batch_size, cfg.autocast)
     logger.log(0, {f"heldout/{k}": v for k, v in before.items()})
     print(f"held-out pairwise accuracy before training: {before['accuracy']:.1%}")
-    order, step = [], 0
-    for epoch in range(cfg.epochs):
-        epoch_order = list(range(len(train_ids)))
-        random.Random(f"{cfg.seed}/{epoch}").shuffle(epoch_order)
-        order += epoch_order
+    order, step = epoch_order(len(train_ids), cfg.epochs, cfg.seed), 0
     bar = tqdm(range(0, len(order), cfg.batch_size), desc="reward model", unit="step")
     for i in bar:
         step += 1

@@ -51,7 +51,7 @@ def tiny_reward_model(tiny_model, tmp_path_factory):
     cfg = train_reward_model.parse_config(train_reward_model.Config, [
         "--model", str(tiny_model), "--data", str(folder / "pairs.jsonl"), "--output-dir", str(folder / "run"),
         "--heldout-fraction", "0.25", "--epochs", "4", "--batch-size", "4", "--lr", "3e-3", "--warmup-steps", "0",
-        "--eval-every", "0", "--max-length", "32", "--no-tensorboard"])
+        "--eval-every", "0", "--max-length", "32", "--trainable-layers", "1", "--no-tensorboard"])
     report = train_reward_model.main(cfg)
     return folder / "run", report
 
@@ -97,3 +97,16 @@ def test_open_ended_prompts_without_a_reward_model_are_refused(tiny_model, share
                                                       "--task", "arith:add_1d+hh_rlhf"])
     with pytest.raises(SystemExit, match="--reward-model"):
         train_grpo.main(cfg)
+
+
+def test_freeze_lower_layers_keeps_the_top_and_the_head_trainable(tiny_model):
+    from reasoning_rl.models import load_tokenizer
+    from reasoning_rl.reward_model import freeze_lower_layers, load_reward_model
+
+    model = load_reward_model(str(tiny_model), load_tokenizer(str(tiny_model)))
+    assert model.score.weight.abs().sum() == 0  # a new head starts at zero
+    freeze_lower_layers(model, 1)
+    layers = model.base_model.layers
+    assert not any(p.requires_grad for p in layers[0].parameters())
+    assert not model.base_model.embed_tokens.weight.requires_grad
+    assert all(p.requires_grad for p in [*layers[1].parameters(), *model.base_model.norm.parameters(), model.score.weight])

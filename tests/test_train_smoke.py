@@ -95,6 +95,18 @@ def test_presets_parse_and_flags_override(tmp_path):
         raise AssertionError("an unknown preset key was accepted")
 
 
+def test_ppo_shares_the_presets():
+    import train_ppo
+
+    for name in ("curriculum", "gsm8k", "math", "gpu_qwen", "dapo"):
+        cfg = train_ppo.parse_config(train_ppo.Config, ["--preset", name])
+        assert cfg.output_dir == f"runs/ppo_{name}" and cfg.lam == 0.95
+    cfg = train_ppo.parse_config(train_ppo.Config, ["--preset", "gsm8k", "--output-dir", "elsewhere"])
+    assert cfg.task == "gsm8k" and cfg.output_dir == "elsewhere"
+    with pytest.raises(SystemExit, match="normalize_std"):  # Dr. GRPO's std switch is GRPO's own
+        train_ppo.parse_config(train_ppo.Config, ["--preset", "dr_grpo"])
+
+
 def test_curriculum_moves_on_when_training_accuracy_is_high(tiny_model, tmp_path, monkeypatch):
     import train_grpo
     from rewards import REWARDS

@@ -10,13 +10,27 @@ written checkpoint; only the newest ``keep`` checkpoints are kept.
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
+
+
+@contextmanager
+def atomic_folder(target: Path) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``target``; when the block ends, it replaces ``target``
+    in one rename, so a reader never sees a half-written folder (a killed writer leaves ``.name-*``)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    yield tmp
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(tmp, target)
 
 
 def save_checkpoint(output_dir: Path, step: int, policy, tokenizer, optimizer, scheduler, state: dict, keep: int = 2,
@@ -27,24 +41,21 @@ def save_checkpoint(output_dir: Path, step: int, policy, tokenizer, optimizer, s
     for stale in root.glob(".step_*"):  # left by a run killed while saving
         shutil.rmtree(stale, ignore_errors=True)
     final = root / f"step_{step:06d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".step_{step:06d}-", dir=root))
-    policy.save_pretrained(tmp / "policy")
-    tokenizer.save_pretrained(tmp / "policy")
-    torch.save(
-        {
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "python_rng": random.getstate(),
-        },
-        tmp / "training_state.pt",
-    )
-    if extra is not None:
-        extra(tmp)
-    (tmp / "trainer_state.json").write_text(json.dumps({**state, "step": step}, indent=2))
-    if final.exists():
-        shutil.rmtree(final)
-    tmp.rename(final)
+    with atomic_folder(final) as tmp:
+        policy.save_pretrained(tmp / "policy")
+        tokenizer.save_pretrained(tmp / "policy")
+        torch.save(
+            {
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+                "python_rng": random.getstate(),
+            },
+            tmp / "training_state.pt",
+        )
+        if extra is not None:
+            extra(tmp)
+        (tmp / "trainer_state.json").write_text(json.dumps({**state, "step": step}, indent=2))
     for old in sorted(root.glob("step_*"))[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final

@@ -67,32 +67,50 @@ class DPOUpdate:
         logprobs, _ = completion_logprobs(model, ids, attention, mask.shape[1], autocast=self.autocast)
         return (logprobs * mask).sum(-1)
 
-    def pair_losses(self, rollouts: Rollouts, pairs: list[tuple[int, int]]):
-        """Yield ``(loss, metrics, share)`` per micro-batch of pairs; ``share`` = its fraction of the pairs."""
-        for i in range(0, len(pairs), self.micro_batch_pairs):
-            chunk = pairs[i : i + self.micro_batch_pairs]
-            rows = [c for c, _ in chunk] + [r for _, r in chunk]
-            k = len(chunk)
-            with torch.no_grad():
-                ref = self.sequence_logprobs(self.reference, rollouts, rows)
+    @staticmethod
+    def chunks(pairs: list[tuple[int, int]], size: int):
+        """``(start, rows)`` per micro-batch of pairs; ``rows`` lists the chosen rows, then the rejected."""
+        for i in range(0, len(pairs), size):
+            chunk = pairs[i : i + size]
+            yield i, [c for c, _ in chunk] + [r for _, r in chunk]
+
+    @torch.no_grad()
+    def reference_logprobs(self, rollouts: Rollouts, pairs: list[tuple[int, int]]) -> torch.Tensor:
+        """``[P, 2]`` summed log-probs of (chosen, rejected) under the frozen reference, once per batch."""
+        out = torch.zeros(len(pairs), 2)
+        for i, rows in self.chunks(pairs, self.micro_batch_pairs):
+            k = len(rows) // 2
+            out[i : i + k] = self.sequence_logprobs(self.reference, rollouts, rows).view(2, k).T
+        return out
+
+    def one_pass(self, rollouts: Rollouts, pairs: list[tuple[int, int]], ref: torch.Tensor, train: bool) -> dict[str, float]:
+        """The DPO loss and metrics over ``pairs`` (means over pairs), accumulating gradients if ``train``."""
+        sums: dict[str, float] = {}
+        for i, rows in self.chunks(pairs, self.micro_batch_pairs):
+            k = len(rows) // 2
             pol = self.sequence_logprobs(self.policy, rollouts, rows)
-            loss, m = dpo_loss(pol[:k], pol[k:], ref[:k], ref[k:], self.beta)
-            yield loss, m, k / len(pairs)
+            loss, m = dpo_loss(pol[:k], pol[k:], ref[i : i + k, 0], ref[i : i + k, 1], self.beta)
+            share = k / len(pairs)
+            if train:
+                (loss * share).backward()
+            for key, value in {"loss": loss.item(), **m}.items():
+                sums[key] = sums.get(key, 0.0) + value * share
+        return sums
 
     def __call__(self, rollouts: Rollouts, step: int = 0) -> dict[str, float]:
         pairs = pairs_from_groups(rollouts, self.pairs_per_group)
         metrics = {"dpo/pairs": len(pairs)}
         if not pairs:
             return metrics
+        ref = self.reference_logprobs(rollouts, pairs)
         sums: dict[str, float] = {}
         for _ in range(self.epochs):
             self.optimizer.zero_grad(set_to_none=True)
-            for loss, m, share in self.pair_losses(rollouts, pairs):
-                (loss * share).backward()
-                for key, value in {"loss": loss.item(), **m}.items():
-                    sums[key] = sums.get(key, 0.0) + value * share
-            sums["grad_norm"] = sums.get("grad_norm", 0.0) + torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm).item()
+            epoch = self.one_pass(rollouts, pairs, ref, train=True)
+            epoch["grad_norm"] = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm).item()
             self.optimizer.step()
+            for key, value in epoch.items():
+                sums[key] = sums.get(key, 0.0) + value
         metrics.update({f"train/{k}": v / self.epochs for k, v in sums.items()})
         return metrics
 
@@ -100,8 +118,4 @@ class DPOUpdate:
     def evaluate(self, rollouts: Rollouts) -> dict[str, float]:
         """DPO loss and implicit-reward accuracy on held-out pairs (no update)."""
         pairs = pairs_from_groups(rollouts, self.pairs_per_group)
-        sums: dict[str, float] = {}
-        for loss, m, share in self.pair_losses(rollouts, pairs):
-            for key, value in {"loss": loss.item(), **m}.items():
-                sums[key] = sums.get(key, 0.0) + value * share
-        return sums
+        return self.one_pass(rollouts, pairs, self.reference_logprobs(rollouts, pairs), train=False)

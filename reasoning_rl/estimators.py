@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 
 from reasoning_rl.advantages import gae, group_relative, whiten
-from reasoning_rl.logprobs import position_ids
 from reasoning_rl.losses import value_loss
-from reasoning_rl.rollout import micro_batches
+from reasoning_rl.reward_model import token_scores
+from reasoning_rl.rollout import per_token
 
 
 class GroupRelative:
@@ -59,10 +59,7 @@ def critic_values(critic, input_ids: torch.Tensor, attention_mask: torch.Tensor,
     whose head is applied at every position; position t - 1 sees the prompt and tokens < t, the
     same alignment as the policy's log-probs.
     """
-    with torch.autocast(input_ids.device.type, dtype=torch.bfloat16, enabled=autocast):
-        hidden = critic.base_model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask),
-                                   use_cache=False).last_hidden_state[:, -(T + 1) : -1]  # [B, T, H]
-        return critic.score(hidden).squeeze(-1).float()  # [B, T]
+    return token_scores(critic, input_ids, attention_mask, autocast)[:, -(T + 1) : -1]  # [B, T]
 
 
 class GAECritic:
@@ -93,14 +90,10 @@ class GAECritic:
 
     @torch.no_grad()
     def advantages(self, rollouts, old_logprobs, ref_logprobs) -> tuple[torch.Tensor, dict[str, float]]:
-        N, T = old_logprobs.shape
-        mask = torch.zeros(N, T)
-        values = torch.zeros(N, T)
-        for i, c in enumerate(rollouts.completion_ids):
-            mask[i, : len(c)] = 1
-        for rows in micro_batches(rollouts, self.micro_batch_size):
-            ids, attention, m = rollouts.pack(rows, self.pad_id)
-            values[rows, : m.shape[1]] = critic_values(self.critic, ids, attention, m.shape[1], self.autocast) * m
+        mask = rollouts.completion_mask()  # [N, T]
+        N, T = mask.shape
+        values = per_token(rollouts, self.pad_id, self.micro_batch_size,
+                           lambda ids, attention, T: critic_values(self.critic, ids, attention, T, self.autocast))
 
         # per-token rewards: the KL penalty on every token, the sequence score on the last one
         kl = (old_logprobs - ref_logprobs) * mask if ref_logprobs is not None else torch.zeros(N, T)  # [N, T]
@@ -110,15 +103,19 @@ class GAECritic:
 
         advantages, returns = gae(rewards, values, mask, self.gamma, self.lam)
         self.old_values, self.returns = values, returns
-        n = mask.sum()
-        residual = ((returns - values) * mask)
-        var_returns = (((returns - (returns * mask).sum() / n) * mask) ** 2).sum() / n
+
+        def mean(x: torch.Tensor) -> torch.Tensor:  # over real tokens
+            return (x * mask).sum() / mask.sum()
+
+        def variance(x: torch.Tensor) -> torch.Tensor:
+            return mean((x - mean(x)) ** 2)
+
         metrics = {
-            "ppo/value_mean": ((values * mask).sum() / n).item(),
-            "ppo/return_mean": ((returns * mask).sum() / n).item(),
-            "ppo/advantage_std": (((advantages - (advantages * mask).sum() / n) * mask) ** 2).sum().div(n).sqrt().item(),
-            "ppo/kl_penalty": (kl.sum(1)).mean().item(),  # sum over tokens of log pi_old - log pi_ref, mean over completions
-            "ppo/explained_variance": (1 - (residual**2).sum() / n / var_returns.clamp(min=1e-8)).item(),
+            "ppo/value_mean": mean(values).item(),
+            "ppo/return_mean": mean(returns).item(),
+            "ppo/advantage_std": variance(advantages).sqrt().item(),
+            "ppo/kl_penalty": kl.sum(1).mean().item(),  # sum over tokens of log pi_old - log pi_ref, mean over completions
+            "ppo/explained_variance": (1 - mean((returns - values) ** 2) / variance(returns).clamp(min=1e-8)).item(),
         }
         if self.whiten_advantages:
             advantages = whiten(advantages, mask)

@@ -14,8 +14,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 EMBEDDED_MODELS = {
@@ -89,14 +87,12 @@ def _convert_embedded(name: str) -> Path:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    (tmp / _DONE_MARKER).write_text(json.dumps(stamp))
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(tmp, target)
+    from reasoning_rl.checkpoint import atomic_folder
+
+    with atomic_folder(target) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / _DONE_MARKER).write_text(json.dumps(stamp))
     return target
 
 

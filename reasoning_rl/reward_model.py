@@ -52,6 +52,14 @@ def encode(tokenizer, prompt: str, response: str, max_length: int) -> list[int]:
     return (prompt_ids[-keep:] if keep > 0 else []) + response_ids
 
 
+def token_scores(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, autocast: bool = False) -> torch.Tensor:
+    """``[B, L]``: the one-output head applied to the backbone's hidden state at every position."""
+    with torch.autocast(input_ids.device.type, dtype=torch.bfloat16, enabled=autocast):
+        hidden = model.base_model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask),
+                                  use_cache=False).last_hidden_state  # [B, L, H]
+        return model.score(hidden).squeeze(-1).float()  # [B, L]
+
+
 def score_ids(model, sequences: list[list[int]], pad_id: int, autocast: bool = False) -> torch.Tensor:
     """``[B]`` scores. Sequences are left-padded, so the last position is every row's last token."""
     L = max(map(len, sequences))
@@ -60,10 +68,7 @@ def score_ids(model, sequences: list[list[int]], pad_id: int, autocast: bool = F
     for i, seq in enumerate(sequences):
         ids[i, L - len(seq) :] = torch.tensor(seq)
         attention[i, L - len(seq) :] = 1
-    with torch.autocast(ids.device.type, dtype=torch.bfloat16, enabled=autocast):
-        hidden = model.base_model(input_ids=ids, attention_mask=attention, position_ids=position_ids(attention),
-                                  use_cache=False).last_hidden_state[:, -1]  # [B, H]
-        return model.score(hidden).squeeze(-1).float()  # [B]
+    return token_scores(model, ids, attention, autocast)[:, -1]  # [B]
 
 
 def as_dialogue(problem: str) -> str:

@@ -31,6 +31,11 @@ class Rollouts:
     def answers(self) -> list[str | None]:  # [B * G]
         return [p.answer for p in self.problems for _ in range(self.group_size)]
 
+    def completion_mask(self) -> torch.Tensor:
+        """``[B * G, T]`` 1.0 on real completion tokens, T the longest completion (at least 1)."""
+        T = max(1, max(map(len, self.completion_ids)))
+        return (torch.arange(T) < torch.tensor([len(c) for c in self.completion_ids])[:, None]).float()
+
     def pack(self, rows: list[int], pad_id: int):
         """``input_ids [b, P + T]``, ``attention_mask [b, P + T]``, ``completion_mask [b, T]`` for ``rows``."""
         return pack([self.prompt_ids[i] for i in rows], [self.completion_ids[i] for i in rows], pad_id)
@@ -111,12 +116,16 @@ def micro_batches(rollouts: Rollouts, size: int) -> list[list[int]]:
 
 
 @torch.no_grad()
-def rollout_logprobs(model, rollouts: Rollouts, pad_id: int, micro_batch_size: int, autocast: bool) -> torch.Tensor:
-    """``[B * G, T]`` log-probs of every sampled token under ``model`` (zeros on padding)."""
-    T = max(1, max(map(len, rollouts.completion_ids)))
-    out = torch.zeros(len(rollouts), T)
+def per_token(rollouts: Rollouts, pad_id: int, micro_batch_size: int, fn: Callable) -> torch.Tensor:
+    """``[B * G, T]``: ``fn(input_ids, attention_mask, T) -> [b, T]`` over micro-batches, zeros on padding."""
+    out = torch.zeros_like(rollouts.completion_mask())
     for rows in micro_batches(rollouts, micro_batch_size):
         ids, attention, mask = rollouts.pack(rows, pad_id)
-        logps, _ = completion_logprobs(model, ids, attention, mask.shape[1], autocast=autocast)
-        out[rows, : mask.shape[1]] = logps * mask
+        out[rows, : mask.shape[1]] = fn(ids, attention, mask.shape[1]) * mask
     return out
+
+
+def rollout_logprobs(model, rollouts: Rollouts, pad_id: int, micro_batch_size: int, autocast: bool) -> torch.Tensor:
+    """``[B * G, T]`` log-probs of every sampled token under ``model`` (zeros on padding)."""
+    return per_token(rollouts, pad_id, micro_batch_size,
+                     lambda ids, attention, T: completion_logprobs(model, ids, attention, T, autocast=autocast)[0])

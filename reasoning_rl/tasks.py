@@ -19,10 +19,12 @@ def load_task(task: str, split: str, n: int, seed: int = 0, data_path: str | Non
     if "+" in task:
         return [p for part in task.split("+") for p in load_task(part, split, n, seed, data_path)]
     if task == "hh_rlhf":
+        if split != "train":
+            return []  # open-ended prompts have no answer to evaluate against
         from data_prep.preferences import heldout_split, load_preference_pairs, open_ended_problems
 
-        train, heldout = heldout_split(load_preference_pairs(), 0.2, seed)  # the reward model's split: it never saw these
-        return open_ended_problems(heldout if split == "train" else [])
+        _, heldout = heldout_split(load_preference_pairs(), 0.2, seed)  # the reward model's split: it never saw these
+        return open_ended_problems(heldout)
     if task.startswith("arith:"):
         levels = task.removeprefix("arith:").split(",")
         return make_arithmetic(levels[0], n, seed, split) if len(levels) == 1 else make_mixture(levels, n, seed, split)

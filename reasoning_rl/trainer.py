@@ -255,8 +255,9 @@ def reward_metrics(rollouts: Rollouts) -> dict[str, float]:
     """
     verifiable = torch.tensor([a is not None for a in rollouts.answers])
     out = {"reward/mean": rollouts.rewards.mean().item(), "reward/std": rollouts.rewards.std().item()}
+    applies_to = {"reward_model": ~verifiable, "overlong": torch.ones_like(verifiable)}  # verifiers: the verifiable rows
     for name, values in rollouts.components.items():
-        rows = ~verifiable if name == "reward_model" else (verifiable if name != "overlong" else torch.ones_like(verifiable))
+        rows = applies_to.get(name, verifiable)
         if rows.any():
             out[f"reward/{name}"] = values[rows].mean().item()
             out[f"reward/{name}_std"] = values[rows].std().item() if rows.sum() > 1 else 0.0

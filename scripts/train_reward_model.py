@@ -17,9 +17,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from data_prep.preferences import heldout_split, load_preference_pairs
+from reasoning_rl.checkpoint import atomic_folder
 from reasoning_rl.config import parse_config
 from reasoning_rl.losses import bradley_terry_loss
 from reasoning_rl.models import load_tokenizer, resolve_model
@@ -91,17 +89,6 @@ def pairwise_accuracy(model, data: list[tuple[list[int], list[int]]], pad_id: in
     return {"accuracy": accuracy, "loss": -torch.nn.functional.logsigmoid(margin).mean().item(), "margin": margin.mean().item()}
 
 
-def save_model(model, tokenizer, target: Path) -> None:
-    """``save_pretrained`` into a temporary folder, then rename: a killed run leaves no half model."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(tmp, target)
-
-
 def main(cfg: Config) -> dict:
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -158,7 +145,9 @@ def main(cfg: Config) -> dict:
     logger.close()
 
     after = {k.removeprefix("heldout/"): v for k, v in metrics.items() if k.startswith("heldout/")}
-    save_model(model, tokenizer, out / "model")
+    with atomic_folder(out / "model") as tmp:  # a killed run leaves no half-written model
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
     wall = time.perf_counter() - start
     report = {"train_pairs": len(train), "heldout_pairs": len(heldout), "steps": steps, "before": before, "after": after,
               "wall_seconds": wall, "peak_memory_gib": peak_memory_gib()}

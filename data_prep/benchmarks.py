@@ -2,16 +2,20 @@
 
 ``load_problems("gsm8k", split="test")`` returns a list of ``Problem`` records with the
 reference answer in the form the verifiers expect (GSM8K: the number after ``####`` with
-commas removed; MATH and Minerva: the last ``\\boxed{}`` of the solution).
+commas removed; MATH and Minerva: the boxed answer of the solution, several boxed answers joined
+as one list). ``check_references=True`` also reports (and ``drop_unparseable=True`` drops) the
+rows whose reference math-verify cannot parse (``data_prep.checks``).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
+from data_prep import checks
 from data_prep.problems import Problem, read_jsonl
-from rewards.extract import last_boxed
+from rewards.extract import boxed_answer, last_boxed
 
 # The data folder beside the repository (this file is <repo>/data_prep/benchmarks.py).
 _SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
@@ -40,7 +44,11 @@ def _gsm8k(row: dict, i: int, split: str) -> Problem:
 
 def _math(source: str):
     def convert(row: dict, i: int, split: str) -> Problem:
-        answer = row.get("answer") or last_boxed(_text(row, "solution"))
+        # MATH's reference is the boxed answer of its solution; several boxed answers joined by "and"
+        # or commas form one list ("$\\boxed{-2}$ and $\\boxed{1}$"), which the local file's added
+        # ``answer`` field (the last box only) truncates. MATH-500's answers are the official ones.
+        boxed = boxed_answer(row["solution"]) if isinstance(row.get("solution"), str) else None
+        answer = (boxed if source == "math" else None) or row.get("answer") or boxed
         if not answer:
             raise ValueError("no answer field and no \\boxed{} in the solution")
         meta = {"subject": row.get("subject") or row.get("type"), "level": row.get("level")}
@@ -60,7 +68,7 @@ def _competition(source: str):
 
 
 def _minerva(row: dict, i: int, split: str) -> Problem:
-    answer = last_boxed(_text(row, "solution"))
+    answer = boxed_answer(_text(row, "solution"))
     if not answer:
         raise ValueError("no \\boxed{} in the solution")
     return Problem(f"minerva_math/{row.get('idx', i)}", _text(row, "problem"), answer, "minerva_math", {"subject": row.get("type")})
@@ -68,7 +76,9 @@ def _minerva(row: dict, i: int, split: str) -> Problem:
 
 def _olympiad(row: dict, i: int, split: str) -> Problem:
     final = row["final_answer"]
-    answer = ", ".join(a.strip("$ ") for a in final) if isinstance(final, list) else str(final).strip("$ ")
+    # the answers hold stray math delimiters ("$69$,$84$", "(-\infty, 0) \cup\{1\}$."): drop them
+    items = final if isinstance(final, list) else [final]
+    answer = ", ".join(re.sub(r"(?<!\\)\$", "", str(a)).strip().rstrip(".").strip() for a in items)
     if not answer:
         raise ValueError("empty final_answer")
     return Problem(f"olympiadbench/{row.get('id', i)}", _text(row, "question"), answer, "olympiadbench", {"subject": row.get("subfield")})
@@ -87,14 +97,24 @@ BENCHMARKS = {
 
 
 def load_problems(
-    name: str, split: str = "test", path: str | os.PathLike | None = None, limit: int | None = None, strict: bool = False
+    name: str, split: str = "test", path: str | os.PathLike | None = None, limit: int | None = None, strict: bool = False,
+    check_references: bool = False, drop_unparseable: bool = False,
 ) -> list[Problem]:
     """Load benchmark ``name``.
 
     ``path`` may be a JSONL file, a folder holding ``<name>/<split>.jsonl``, or a Hub data set
     name (read with ``datasets``). Without it, the local data folder is used when it exists
     (``$REASONING_RL_DATA`` or ``../shared/data``), else the Hub data set in ``BENCHMARKS``.
+    ``check_references`` prints how many reference answers math-verify cannot parse;
+    ``drop_unparseable`` also drops those rows.
     """
+    problems = _load(name, split, path, limit, strict)
+    if check_references or drop_unparseable:
+        problems = checks.check_references(problems, f"{name} ({split})", drop_unparseable)
+    return problems
+
+
+def _load(name: str, split: str, path, limit: int | None, strict: bool) -> list[Problem]:
     if name not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {name!r}; choose from {', '.join(BENCHMARKS)}")
     convert, hub_name, hub_config = BENCHMARKS[name]

@@ -9,7 +9,7 @@ import torch
 
 from data_prep import Problem, render_prompt
 from reasoning_rl.logprobs import completion_logprobs, pack
-from rewards import REWARDS, soft_overlong_penalty
+from rewards import EVAL_TIMEOUT, REWARDS, Verdict, soft_overlong_penalty
 
 
 @dataclass
@@ -23,6 +23,7 @@ class Rollouts:
     group_size: int  # G
     rewards: torch.Tensor = field(default=None)  # [B * G] weighted sum of the components
     components: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> [B * G]
+    verdicts: list[Verdict | None] = field(default_factory=list)  # [B * G] the accuracy verifier's, None if not graded
 
     def __len__(self) -> int:
         return len(self.completion_ids)
@@ -48,6 +49,7 @@ class Rollouts:
             [self.problems[g] for g in groups], [self.prompts[g] for g in groups],
             [self.prompt_ids[i] for i in rows], [self.completion_ids[i] for i in rows], [self.texts[i] for i in rows],
             self.truncated[rows], self.group_size, self.rewards[rows], {k: v[rows] for k, v in self.components.items()},
+            [self.verdicts[i] for i in rows] if self.verdicts else [],
         )
 
     @staticmethod
@@ -58,6 +60,7 @@ class Rollouts:
             [x for r in parts for x in r.prompt_ids], [x for r in parts for x in r.completion_ids],
             [x for r in parts for x in r.texts], torch.cat([r.truncated for r in parts]), first.group_size,
             torch.cat([r.rewards for r in parts]), {k: torch.cat([r.components[k] for r in parts]) for k in first.components},
+            [v for r in parts for v in r.verdicts],
         )
 
 
@@ -76,12 +79,15 @@ def collect_rollouts(generator, tokenizer, problems: list[Problem], template: st
 
 
 def score_rollouts(rollouts: Rollouts, weights: dict[str, float], max_new_tokens: int, overlong_cache: int = 0,
-                   open_ended_scorer: Callable[[list[str], list[str]], list[float]] | None = None) -> None:
-    """Fill ``rollouts.rewards`` and ``rollouts.components`` in place.
+                   open_ended_scorer: Callable[[list[str], list[str]], list[float]] | None = None,
+                   verify_timeout: float = EVAL_TIMEOUT, verify_budget: float | None = None) -> None:
+    """Fill ``rollouts.rewards``, ``rollouts.components`` and ``rollouts.verdicts`` in place.
 
     Verifiable prompts (with a reference answer) get ``sum_k weights[k] * REWARDS[k]``; open-ended
     prompts (answer None) get ``open_ended_scorer(questions, completions)`` (a trained reward model,
     given the raw questions before the template) as the component ``reward_model``. DAPO's soft overlong penalty is added as ``overlong``.
+    A reward with a batched ``verdicts`` form (accuracy) grades the batch in parallel, each completion under
+    ``verify_timeout`` seconds and the batch under ``verify_budget`` seconds (unscored: 0, a timeout).
     """
     unknown = set(weights) - set(REWARDS)
     if unknown:
@@ -90,7 +96,17 @@ def score_rollouts(rollouts: Rollouts, weights: dict[str, float], max_new_tokens
     verifiable = torch.tensor([a is not None for a in answers])
     total = torch.zeros(n)
     for name, weight in weights.items():
-        values = torch.tensor([REWARDS[name](t, a) if a is not None else 0.0 for t, a in zip(rollouts.texts, answers)])
+        batched = getattr(REWARDS[name], "verdicts", None)
+        if batched is not None:
+            rows = verifiable.nonzero().flatten().tolist()
+            graded = batched([rollouts.texts[i] for i in rows], [answers[i] for i in rows], verify_timeout, verify_budget)
+            verdicts = [None] * n
+            for i, verdict in zip(rows, graded):
+                verdicts[i] = verdict
+            values = torch.tensor([float(v.correct) if v else 0.0 for v in verdicts])
+            rollouts.verdicts = verdicts
+        else:
+            values = torch.tensor([REWARDS[name](t, a) if a is not None else 0.0 for t, a in zip(rollouts.texts, answers)])
         rollouts.components[name] = values
         total += weight * values
     if not verifiable.all():

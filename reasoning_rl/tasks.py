@@ -13,11 +13,14 @@ from __future__ import annotations
 import random
 
 from data_prep import BENCHMARKS, Problem, load_problems, make_arithmetic, make_mixture
+from data_prep.checks import check_references
 
 
-def load_task(task: str, split: str, n: int, seed: int = 0, data_path: str | None = None) -> list[Problem]:
+def load_task(task: str, split: str, n: int, seed: int = 0, data_path: str | None = None,
+              drop_unparseable: bool = False) -> list[Problem]:
+    """The problems of ``task``; a benchmark's reference answers are checked as they load (``data_prep.checks``)."""
     if "+" in task:
-        return [p for part in task.split("+") for p in load_task(part, split, n, seed, data_path)]
+        return [p for part in task.split("+") for p in load_task(part, split, n, seed, data_path, drop_unparseable)]
     if task == "hh_rlhf":
         if split != "train":
             return []  # open-ended prompts have no answer to evaluate against
@@ -32,7 +35,8 @@ def load_task(task: str, split: str, n: int, seed: int = 0, data_path: str | Non
         if split == "train" and task not in ("gsm8k", "math"):
             raise ValueError(f"{task} has only a test split; train on gsm8k or math (or arith:...) and evaluate on {task}")
         problems = load_problems(task, split=split, path=data_path)
-        return problems[:n] if split == "test" else problems
+        problems = problems[:n] if split == "test" else problems
+        return check_references(problems, f"{task} ({split})", drop_unparseable)
     raise ValueError(f"unknown task {task!r}: use arith:<level>[,<level>...], hh_rlhf or one of {', '.join(BENCHMARKS)}")
 
 

@@ -19,11 +19,8 @@ class MetricsLogger:
 
     def _truncate_after(self, step: int) -> None:
         """On resume, drop lines of steps after the checkpoint (they will be redone)."""
-        if not self.path.exists():
-            return
-        lines = [line for line in self.path.read_text().splitlines() if line.strip()]
-        kept = [line for line in lines if json.loads(line)["step"] <= step]
-        self.path.write_text("".join(line + "\n" for line in kept))
+        for path in (self.path, self.path.parent / "completions.jsonl"):
+            truncate_jsonl(path, step)
 
     def log(self, step: int, metrics: dict) -> None:
         with open(self.path, "a") as f:
@@ -39,6 +36,20 @@ class MetricsLogger:
             self.tb.close()
 
 
+def truncate_jsonl(path: Path, step: int) -> None:
+    """Keep the lines of a per-step JSONL file whose step is at most ``step`` (a cut-off last line is dropped)."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if line.strip() and json.loads(line)["step"] <= step:
+                kept.append(line)
+        except json.JSONDecodeError:
+            pass
+    path.write_text("".join(line + "\n" for line in kept))
+
+
 def read_metrics(output_dir: Path) -> list[dict]:
     path = Path(output_dir) / "metrics.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
@@ -49,3 +60,14 @@ def write_samples(output_dir: Path, step: int, prompts: list[str], completions: 
     with open(path, "a") as f:
         for p, c, r, a in zip(prompts, completions, rewards, answers):
             f.write(json.dumps({"step": step, "prompt": p, "completion": c, "reward": r, "answer": a}) + "\n")
+
+
+def write_completions(output_dir: Path, step: int, rollouts) -> None:
+    """Every completion of the step with its reference answer, reward and verdict (``completions.jsonl``)."""
+    verdicts = rollouts.verdicts or [None] * len(rollouts)
+    with open(Path(output_dir) / "completions.jsonl", "a") as f:
+        for i, (text, answer) in enumerate(zip(rollouts.texts, rollouts.answers)):
+            problem = rollouts.problems[i // rollouts.group_size]
+            verdict = verdicts[i].to_dict() if verdicts[i] is not None else None
+            f.write(json.dumps({"step": step, "id": problem.id, "answer": answer, "completion": text,
+                                "reward": rollouts.rewards[i].item(), "verdict": verdict}) + "\n")

@@ -35,10 +35,10 @@ from reasoning_rl.losses import policy_loss
 from reasoning_rl.models import load_policy, load_tokenizer, resolve_model
 from reasoning_rl.rollout import Rollouts, collect_rollouts, micro_batches, rollout_logprobs, score_rollouts
 from reasoning_rl.tasks import PromptSampler, load_task
-from reasoning_rl.tracking import MetricsLogger, read_metrics, write_samples
+from reasoning_rl.tracking import MetricsLogger, read_metrics, write_completions, write_samples
 from reasoning_rl.training import (format_seconds, frozen_copy, held_out_accuracy, make_optimizer, peak_memory_gib,
                                    plot_run, prepare_policy, seed_everything)
-from rewards import parse_weights
+from rewards import TRAIN_TIMEOUT, audit_metrics, parse_weights
 
 
 @dataclass
@@ -58,6 +58,8 @@ class RLConfig:
     """JSONL file, data folder or Hub data set for benchmark tasks (default: ../shared/data, else the Hub)."""
     template: str = "chat"
     """Prompt template: chat, chat_boxed, r1_zero, few_shot (data_prep/templates.py)."""
+    drop_unparseable_references: bool = False
+    """Drop benchmark problems whose reference answer math-verify cannot parse (they are always counted and reported)."""
     train_problems: int = 4096
     """Size of the synthetic training pool (benchmarks use their whole train split)."""
     rewards: str = "accuracy=1.0"
@@ -66,6 +68,10 @@ class RLConfig:
     """Folder of a trained reward model (scripts/train_reward_model.py); it scores prompts without a reference answer."""
     reward_model_scale: float = 1.0
     """The reward model's score is multiplied by this before it enters the reward."""
+    verify_timeout: float = TRAIN_TIMEOUT
+    """Seconds the accuracy verifier may spend on one completion before it scores 0 (a timeout); evaluation allows 5."""
+    verify_budget: float = 60.0
+    """Seconds for scoring one batch; completions still unscored then score 0 and count as timeouts."""
 
     # sampling
     steps: int = 24
@@ -130,6 +136,8 @@ class RLConfig:
     """Checkpoint every this many steps (and at the end)."""
     sample_every: int = 6
     """Write the completions of one group to samples.jsonl every this many steps."""
+    log_completions: bool = True
+    """Write every sampled completion with its reward and the verifier's verdict to completions.jsonl (for the audit)."""
     resume: bool = False
     """Continue from the newest checkpoint in output_dir."""
     seed: int = 0
@@ -242,8 +250,10 @@ class PolicyGradient:
 def load_tasks(cfg: RLConfig) -> tuple[list[str], list[list], dict[str, list]]:
     """Task names, their training pools and their held-out problems (verifiable ones only)."""
     tasks = [f"arith:{lvl}" for lvl in cfg.curriculum] or [cfg.task]
-    pools = [load_task(t, "train", cfg.train_problems, cfg.seed, cfg.data_path) for t in tasks]
-    heldout = {t: [p for p in load_task(t, "test", cfg.eval_problems, cfg.seed, cfg.data_path) if p.answer is not None] for t in tasks}
+    drop = cfg.drop_unparseable_references
+    pools = [load_task(t, "train", cfg.train_problems, cfg.seed, cfg.data_path, drop) for t in tasks]
+    heldout = {t: [p for p in load_task(t, "test", cfg.eval_problems, cfg.seed, cfg.data_path, drop) if p.answer is not None]
+               for t in tasks}
     return tasks, pools, heldout
 
 
@@ -337,7 +347,8 @@ def train(cfg: RLConfig, update, algorithm: str) -> dict:
             batch = collect_rollouts(generator, tokenizer, samplers[level].take(k), cfg.template, cfg.group_size,
                                      cfg.temperature, cfg.top_p, cfg.max_new_tokens)
             start = time.perf_counter()
-            score_rollouts(batch, reward_weights, cfg.max_new_tokens, cfg.overlong_cache, scorer)
+            score_rollouts(batch, reward_weights, cfg.max_new_tokens, cfg.overlong_cache, scorer, cfg.verify_timeout,
+                           cfg.verify_budget)
             t_reward += time.perf_counter() - start
             return batch
 
@@ -379,6 +390,7 @@ def train(cfg: RLConfig, update, algorithm: str) -> dict:
             "train/frac_reward_zero_std": frac_zero_std,
             "train/groups_trained": len(rollouts.problems),
             **train_metrics,
+            **audit_metrics([v for v in all_rollouts.verdicts if v is not None]),
             "train/lr": lr,
             "completions/mean_length": lengths_all.mean().item(),
             "completions/max_length": lengths_all.max().item(),
@@ -410,6 +422,8 @@ def train(cfg: RLConfig, update, algorithm: str) -> dict:
         logger.log(step, metrics)
         bar.set_postfix(reward=f"{metrics['reward/mean']:.2f}", len=f"{metrics['completions/mean_length']:.0f}",
                         gen=f"{t_generate:.0f}s", train=f"{t_train:.0f}s")
+        if cfg.log_completions:
+            write_completions(out, step, all_rollouts)
         if cfg.sample_every and step % cfg.sample_every == 0:
             G = cfg.group_size
             write_samples(out, step, [rollouts.prompts[0]] * G if len(rollouts) else [], rollouts.texts[:G],

@@ -5,24 +5,28 @@ A reward is a plain function ``(completion: str, answer: str) -> float`` kept by
 trainer combines rewards as a weighted sum and logs each one as ``reward/<name>``.
 """
 
-from rewards.extract import extract_answer, last_boxed, last_number, repair_escapes
+from rewards.extract import Extracted, extract_answer, extract_final, last_boxed, last_number, repair_escapes
 from rewards.format import boxed_format_reward, think_format_reward
 from rewards.length import soft_overlong_penalty
-from rewards.verify import DEFAULT_TIMEOUT, is_equivalent
+from rewards.pool import VerifierPool, default_pool
+from rewards.verify import EVAL_TIMEOUT, TRAIN_TIMEOUT, Verdict, audit_metrics, is_equivalent
 
 
-def accuracy_reward(completion: str, answer: str, timeout: float = DEFAULT_TIMEOUT) -> float:
+def accuracy_reward(completion: str, answer: str, timeout: float = EVAL_TIMEOUT) -> float:
     """1.0 when the completion's final answer is equivalent to ``answer``, else 0.0.
 
-    The final answer is the last ``\\boxed{}``, ``<answer>`` block, ``#### n``, "the answer is X",
-    or the last number (see ``rewards.extract``); equivalence is decided by ``rewards.verify``
-    (exact, numeric, then math-verify/sympy under a hard timeout). Never raises.
+    The final answer is found by ``rewards.extract`` (a marker such as ``\\boxed{}``, else the
+    last LaTeX expression, else for plain prose the last number); equivalence is decided by
+    ``rewards.verify`` (exact, numeric, then math-verify/sympy) in a worker process under a hard
+    timeout. Never raises. For many completions at once use ``accuracy_verdicts``.
     """
-    try:
-        predicted = extract_answer(completion)
-        return 1.0 if predicted is not None and is_equivalent(predicted, repair_escapes(answer), timeout) else 0.0
-    except Exception:  # a verifier must never crash a run
-        return 0.0
+    return float(default_pool().grade([completion], [answer], timeout)[0].correct)
+
+
+def accuracy_verdicts(completions: list[str], answers: list[str], timeout: float = EVAL_TIMEOUT,
+                      budget: float | None = None) -> list[Verdict]:
+    """The verdicts behind ``accuracy_reward`` for a batch, graded in parallel by the worker pool."""
+    return default_pool().grade(completions, answers, timeout, budget)
 
 
 REWARDS = {
@@ -30,6 +34,11 @@ REWARDS = {
     "think_format": think_format_reward,
     "boxed_format": boxed_format_reward,
 }
+
+# A reward may carry a batched form as its ``verdicts`` attribute: ``(completions, answers,
+# timeout, budget) -> list[Verdict]``. The trainer then grades a whole batch in parallel and
+# logs the verifier audit; a reward without one (or one replaced in REWARDS) is called per row.
+accuracy_reward.verdicts = accuracy_verdicts
 
 
 def parse_weights(spec: str) -> dict[str, float]:
@@ -66,6 +75,7 @@ def trl_reward(name: str):
 
 
 __all__ = [
-    "REWARDS", "accuracy_reward", "boxed_format_reward", "think_format_reward", "soft_overlong_penalty",
+    "REWARDS", "accuracy_reward", "accuracy_verdicts", "Verdict", "VerifierPool", "default_pool", "Extracted", "extract_final",
+    "EVAL_TIMEOUT", "TRAIN_TIMEOUT", "audit_metrics", "boxed_format_reward", "think_format_reward", "soft_overlong_penalty",
     "extract_answer", "last_boxed", "last_number", "repair_escapes", "is_equivalent", "parse_weights", "trl_reward",
 ]

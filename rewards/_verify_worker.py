@@ -1,38 +1,74 @@
-"""Child process that runs math-verify, one JSON line in, one JSON line out.
+"""Child process of ``rewards.pool``: one JSON task a line in, one JSON verdict a line out.
 
 It runs in its own process so that a parse or a sympy simplification that never ends can be
-killed from outside (see ``rewards.verify``); math-verify's own signal-based timeouts work
-here because this is the child's main thread.
+killed from outside; math-verify's own signal-based timeouts work here because this is the
+child's main thread. Tasks: ``["grade", completion, reference, timeout]`` (extract, then
+compare), ``["compare", answer, reference, timeout]`` (two answer strings) and
+``["reference", reference, "", timeout]`` (can the reference be parsed?) and
+``["raw", completion, reference, timeout]`` (math-verify alone with its default extraction,
+the comparison that ``scripts/verify_quality.py --audit`` makes).
 """
 
 import json
+import math
+import logging
 import sys
 import warnings
 
-from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
-
-CONFIG = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
+from rewards.verify import _BASE_RE, Verdict, _for_sympy, as_number, compare, grade, is_word, normalize
 
 
-def equivalent(pred: str, gold: str, seconds: int) -> bool:
-    gold_parsed = parse(f"\\boxed{{{gold}}}", extraction_config=CONFIG, parsing_timeout=seconds)
-    pred_parsed = parse(f"\\boxed{{{pred}}}", extraction_config=CONFIG, parsing_timeout=seconds)
-    if not gold_parsed or not pred_parsed:
-        return False
-    return bool(verify(gold_parsed, pred_parsed, timeout_seconds=seconds))
+def raw_math_verify(completion: str, reference: str, timeout: float) -> Verdict:
+    """math-verify as its README uses it: ``verify(parse("$ref$"), parse(completion))``."""
+    from math_verify import parse, verify
+
+    seconds = max(1, math.ceil(timeout))
+    gold = parse(f"${reference}$", parsing_timeout=seconds)
+    pred = parse(completion, parsing_timeout=seconds)
+    answer = str(pred[-1]) if pred else None  # the string it extracted (its fallback)
+    return Verdict(bool(gold and pred and verify(gold, pred, timeout_seconds=seconds)), "math_verify", answer)
+
+
+def reference_parses(reference: str, timeout: float) -> bool:
+    """Can the verifier read this reference answer (a number, a word, or something math-verify parses)?"""
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
+
+    normal = normalize(reference)
+    if as_number(normal) is not None or is_word(normal) or _BASE_RE.match(normal):
+        return True
+    config = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
+    parsed = parse(f"\\boxed{{{_for_sympy(reference)}}}", extraction_config=config, parsing_timeout=max(1, math.ceil(timeout)))
+    return any(not isinstance(p, str) for p in parsed)
+
+
+def run(task: list) -> Verdict:
+    kind, text, reference, timeout = task
+    if kind == "grade":
+        return grade(text, reference, timeout)
+    if kind == "reference":
+        try:
+            return Verdict(reference_parses(text, timeout), "reference")
+        except BaseException:
+            return Verdict(False, "error")
+    if kind == "raw":
+        try:
+            return raw_math_verify(text, reference, timeout)
+        except BaseException:
+            return Verdict(False, "error")
+    try:
+        return Verdict(*compare(text, reference, timeout), answer=text)
+    except BaseException:  # a timeout or a parser crash means "not shown equivalent"
+        return Verdict(False, "error", answer=text)
 
 
 def main() -> None:
     warnings.filterwarnings("ignore")
-    seconds = int(sys.argv[1])
+    logging.disable(logging.WARNING)  # math-verify logs every parse timeout
+    import math_verify  # noqa: F401  (imported before "ready", so the first task is not slowed by it)
+
     print("ready", flush=True)
     for line in sys.stdin:
-        pred, gold = json.loads(line)
-        try:
-            result = equivalent(pred, gold, seconds)
-        except BaseException:  # a timeout or a parser crash means "not shown equivalent"
-            result = False
-        print(json.dumps(result), flush=True)
+        print(json.dumps(run(json.loads(line)).to_dict()), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,20 +1,35 @@
-"""Find the final answer in a completion.
+"""Find the final answer in a completion, the way models actually write it.
 
-Order of preference (the first that matches wins): the last ``\\boxed{...}`` (or ``\\fbox``),
-the last ``<answer>...</answer>`` block, GSM8K's ``#### n``, "the answer is X", and as a
-fallback the last number in the text. Each extractor is a pure string function.
+``extract_final(text)`` returns an ``Extracted(answer, source)`` or None. The order (the first
+that matches wins):
+
+1. Only the text after the last ``</think>`` counts (R1-style grading): an answer inside the
+   reasoning is not the final answer.
+2. An explicit final-answer marker:
+   - ``boxed``: the last ``\\boxed{...}`` (or ``\\fbox``); boxed answers joined only by commas,
+     "and" or "or" (``\\boxed{2}`` and ``\\boxed{-3}``) form one answer list, as in math-verify;
+   - ``answer_tag``: the last ``<answer>...</answer>`` block;
+   - ``hashes``: GSM8K's ``#### n``;
+   - ``answer_is``: "the answer is X", "final answer: X", "Answer: X".
+3. ``latex``: the last mathematical expression: ``$...$``, ``$$...$$``, ``\\(...\\)``,
+   ``\\[...\\]``, or bare LaTeX such as ``\\frac13`` or ``\\sqrt3`` in the prose.
+4. ``last_number``: only for prose without any mathematics, the last number that stands on
+   its own (a digit inside a word such as ``x2y`` is not a number).
+
+The string returned is handed to math-verify's parser (``rewards.verify``), never cut down
+further by a regex: ``$\\frac{1}{3}$`` stays ``\\frac{1}{3}``, not ``3``.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
-_NUMBER = r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+"
-_NUMBER_RE = re.compile(_NUMBER)
-_ANSWER_TAG_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
-_HASHES_RE = re.compile(r"####\s*([^\n]+)")
-_BARE_BOX_RE = re.compile(r"\s+([^\s$]+)")
-_ANSWER_IS_RE = re.compile(r"answer is[:\s]*([^\n]+)", re.IGNORECASE)
+
+@dataclass(frozen=True)
+class Extracted:
+    answer: str  # the final answer as written (LaTeX or text)
+    source: str  # boxed | answer_tag | hashes | answer_is | latex | last_number
 
 
 # LaTeX written inside a non-raw Python or JSON string loses its backslash to an escape:
@@ -32,16 +47,20 @@ def repair_escapes(text: str) -> str:
     return _MANGLED_CR.sub(r"\\r", _MANGLED_TAB.sub(r"\\t", text))
 
 
-def last_boxed(text: str) -> str | None:
-    """Content of the last ``\\boxed{...}`` or ``\\fbox{...}`` (nested braces balanced), or of ``\\boxed 5``."""
-    start = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
-    if start < 0:
-        return None
-    rest = text[start:].removeprefix("\\boxed").removeprefix("\\fbox")
-    if not rest.lstrip().startswith("{"):  # the brace-less form: the next word
-        match = _BARE_BOX_RE.match(rest)
-        return match.group(1) if match else None
-    i = len(text) - len(rest.lstrip())  # the opening brace
+def after_thinking(text: str) -> str:
+    """The text after the last ``</think>`` (all of it when there is none)."""
+    return text.rsplit("</think>", 1)[-1]
+
+
+# --- explicit markers ---------------------------------------------------------------------
+
+_BOX_RE = re.compile(r"\\(?:boxed|fbox)")
+_BARE_BOX_RE = re.compile(r"\s+([^\s$]+)")
+_BOX_JOINER_RE = re.compile(r"^[\s$,.]*(?:,|\band\b|\bor\b)[\s$]*$")
+
+
+def _balanced(text: str, i: int) -> int | None:
+    """Index of the brace closing the one at ``text[i]``, or None when it never closes."""
     depth = 0
     for j in range(i, len(text)):
         if text[j] == "{":
@@ -49,13 +68,54 @@ def last_boxed(text: str) -> str | None:
         elif text[j] == "}":
             depth -= 1
             if depth == 0:
-                return text[i + 1 : j].strip()
-    return None  # unbalanced: the completion was cut off inside the box
+                return j
+    return None
 
 
-def last_number(text: str) -> str | None:
-    matches = _NUMBER_RE.findall(text)
-    return matches[-1].rstrip(".") if matches else None
+def boxed_spans(text: str) -> list[tuple[int, int, str]]:
+    """Every ``\\boxed{...}`` / ``\\fbox{...}`` / ``\\boxed 5`` as (start, end, content), in order."""
+    spans = []
+    for match in _BOX_RE.finditer(text):
+        rest = text[match.end():]
+        if not rest.lstrip().startswith("{"):  # the brace-less form: the next word
+            bare = _BARE_BOX_RE.match(rest)
+            if bare:
+                spans.append((match.start(), match.end() + bare.end(), bare.group(1)))
+            continue
+        i = match.end() + len(rest) - len(rest.lstrip())
+        j = _balanced(text, i)
+        if j is not None:  # unbalanced: cut off inside the box
+            spans.append((match.start(), j + 1, text[i + 1 : j].strip()))
+    return spans
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last ``\\boxed{...}`` or ``\\fbox{...}`` (nested braces balanced), or of ``\\boxed 5``."""
+    spans = boxed_spans(text)
+    return spans[-1][2] if spans else None
+
+
+def boxed_answer(text: str) -> str | None:
+    """The last boxed answer, with the boxed answers listed right before it ("\\boxed{2} and \\boxed{3}")."""
+    spans = [s for s in boxed_spans(text) if s[2]]
+    if not spans:
+        return None
+    answers = [spans[-1]]
+    for prev in reversed(spans[:-1]):
+        if not _BOX_JOINER_RE.match(text[prev[1] : answers[0][0]]):
+            break
+        answers.insert(0, prev)
+    return ", ".join(a[2] for a in answers)
+
+
+_ANSWER_TAG_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+_HASHES_RE = re.compile(r"####\s*([^\n]+)")
+_ANSWER_IS_RE = re.compile(r"(?:answer is|answer\s*:|answer\s*=)[:\s]*(.+)", re.IGNORECASE | re.DOTALL)
+_SENTENCE_END_RE = re.compile(r"\.(?:\s|$)|\n\s*\n")
+
+
+def _clean(answer: str) -> str:
+    return answer.strip().strip("$").strip().rstrip(".").strip()
 
 
 def answer_tag(text: str) -> str | None:
@@ -63,20 +123,131 @@ def answer_tag(text: str) -> str | None:
     if not matches:
         return None
     inner = matches[-1].strip()
-    return last_boxed(inner) or inner
+    return boxed_answer(inner) or last_math(inner) or _clean(inner) or None
+
+
+def answer_phrase(text: str) -> str | None:
+    """The X of the last "the answer is X" / "Answer: X", up to the end of its sentence."""
+    starts = list(_ANSWER_IS_RE.finditer(text))
+    if not starts:
+        return None
+    rest = starts[-1].group(1)
+    math_first = _MATH_RE.match(rest.lstrip())
+    if math_first:  # "the answer is $3.5$." -- the expression itself, whatever punctuation follows
+        return math_first.group(math_first.lastindex).strip() or None
+    phrase = _SENTENCE_END_RE.split(rest, maxsplit=1)[0].strip()
+    if not phrase:
+        return None
+    if _has_math(phrase):
+        return last_math(phrase) or _clean(phrase)
+    # "the answer is 42" -> "42"; "the answer is that each of them gets 7 apples" -> "7"
+    return _clean(phrase) if len(phrase) <= 30 else (last_number(phrase) or _clean(phrase))
+
+
+# --- the last mathematical expression ------------------------------------------------------
+
+# $$...$$, \[...\], \(...\), $...$ (an escaped \$ is a dollar sign, not a delimiter)
+_MATH_RE = re.compile(r"\$\$(.+?)\$\$|\\\[(.+?)\\\]|\\\((.+?)\\\)|(?<!\\)\$(.+?)(?<!\\)\$", re.DOTALL)
+_MATH_COMMANDS = (r"frac|dfrac|tfrac|cfrac|sqrt|pi|infty|pm|mp|cdot|times|div|le|leq|ge|geq|neq|in|cup|cap|"
+                  r"left|right|begin|end|text|mathrm|mathbf|sin|cos|tan|log|ln|exp|binom|circ|approx|emptyset|"
+                  r"varnothing|alpha|beta|gamma|theta|lambda|mu|sigma|omega|phi|dots|ldots|cdots|mathbb|boxed")
+_COMMAND_RE = re.compile(rf"\\(?:{_MATH_COMMANDS})(?![A-Za-z])")
+_LIST_JOINER_RE = re.compile(r"^\s*(?:,|,?\s*\band\b|,?\s*\bor\b)\s*$")
+_TOKEN_RE = re.compile(r"\\[A-Za-z]+|\\.|[A-Za-z]+|\d+(?:\.\d+)?|\s+|.", re.DOTALL)
+
+
+def _has_math(text: str) -> bool:
+    return bool(_MATH_RE.search(text) or _COMMAND_RE.search(text))
+
+
+def bare_latex(text: str) -> str | None:
+    """The last run of LaTeX written without delimiters ("so it is \\frac13."), or None.
+
+    A run grows from the last math command over anything mathematical (commands, braces,
+    digits, operators, single-letter variables) and stops at a word of prose.
+    """
+    anchors = list(_COMMAND_RE.finditer(text))
+    if not anchors:
+        return None
+    tokens = [(m.start(), m.group()) for m in _TOKEN_RE.finditer(text)]
+    at = next(i for i, (start, _) in enumerate(tokens) if start >= anchors[-1].start())
+
+    def prose(i: int, depth: int) -> bool:
+        tok = tokens[i][1]
+        return depth == 0 and (tok.isalpha() and len(tok) > 1 or tok in ".;!?\n" or tok == ":" and i + 1 < len(tokens)
+                               and not tokens[i + 1][1].strip().isdigit())
+
+    lo, depth = at, 0
+    while lo > 0:
+        tok = tokens[lo - 1][1]
+        depth += tok == "}"
+        depth -= tok == "{"
+        if depth < 0 or prose(lo - 1, depth):
+            break
+        lo -= 1
+    hi, depth = at, 0
+    while hi < len(tokens):
+        tok = tokens[hi][1]
+        depth += tok == "{"
+        depth -= tok == "}"
+        if depth < 0 or prose(hi, depth):
+            break
+        hi += 1
+    run = "".join(tok for _, tok in tokens[lo:hi]).strip(" ,=")
+    return run or None
+
+
+def last_math(text: str) -> str | None:
+    """The content of the last ``$...$``/``$$...$$``/``\\(...\\)``/``\\[...\\]``, else the last bare LaTeX run."""
+    matches = list(_MATH_RE.finditer(text))
+    delimited = matches[-1] if matches else None
+    bare_from = delimited.end() if delimited else 0
+    # bare LaTeX after the last delimited expression is the later one
+    bare = bare_latex(text[bare_from:]) if _COMMAND_RE.search(text[bare_from:]) else None
+    if bare:
+        return bare
+    if delimited:  # with the expressions listed right before it: "$x = 2$, $x = -3$" (as math-verify)
+        listed = [delimited]
+        for prev in reversed(matches[:-1]):
+            if len(listed) == 6 or not _LIST_JOINER_RE.match(text[prev.end() : listed[0].start()]):
+                break
+            listed.insert(0, prev)
+        inner = ", ".join(m.group(m.lastindex).strip().rstrip(".,").strip() for m in listed)
+        return inner or None
+    return None
+
+
+# --- prose ---------------------------------------------------------------------------------
+
+# A number standing on its own: not glued to letters or digits ("x2y", "2nd" are not numbers).
+# Thousands may be grouped with commas or spaces ("1,000", "1 000"); "a/b", "11:21" and "3:4" stay whole.
+_NUMBER_RE = re.compile(r"(?<![A-Za-z_\d.^])-?(?:\d{1,3}(?:[, ]\d{3})+(?!\d)|\d+)(?:\.\d+)?(?:\s*/\s*\d+|:\d+)?(?![A-Za-z_\d])")
+
+
+def last_number(text: str) -> str | None:
+    matches = _NUMBER_RE.findall(text)
+    return matches[-1].replace(" ", "") if matches else None
+
+
+def extract_final(text: str) -> Extracted | None:
+    """The final answer of ``text`` with where it came from, or None when there is none."""
+    text = after_thinking(repair_escapes(text))
+    for source, find in (("boxed", boxed_answer), ("answer_tag", answer_tag)):
+        if (answer := find(text)) is not None:
+            return Extracted(answer, source)
+    if matches := _HASHES_RE.findall(text):
+        return Extracted(_clean(matches[-1]), "hashes")
+    if (answer := answer_phrase(text)) is not None:
+        return Extracted(answer, "answer_is")
+    if _has_math(text):
+        answer = last_math(text)
+        return Extracted(answer, "latex") if answer else None
+    if (answer := last_number(text)) is not None:
+        return Extracted(answer, "last_number")
+    return None
 
 
 def extract_answer(text: str) -> str | None:
     """The final answer of ``text`` as a string, or None when there is none."""
-    text = repair_escapes(text)
-    if (boxed := last_boxed(text)) is not None:
-        return boxed
-    if (tagged := answer_tag(text)) is not None:
-        return tagged
-    if matches := _HASHES_RE.findall(text):
-        return matches[-1].strip()
-    if matches := _ANSWER_IS_RE.findall(text):
-        phrase = re.split(r"\.(?:\s|$)", matches[-1])[0].strip().strip("$ ")
-        # "the answer is 42" -> "42"; "the answer is that each of them gets 7 apples" -> "7"
-        return phrase if len(phrase) <= 30 else (last_number(phrase) or phrase)
-    return last_number(text)
+    found = extract_final(text)
+    return found.answer if found else None

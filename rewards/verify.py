@@ -1,43 +1,81 @@
-"""Decide whether a predicted answer equals a reference answer.
+"""Decide whether a completion's final answer equals a reference answer.
 
-Cheap exact checks run in-process first (normalized string equality, plain numbers and
-simple fractions). Everything else goes to math-verify (sympy under the hood) in a child
-process with a hard timeout: a completion crafted to make sympy work forever (a power tower,
-thousands of nested fractions) is killed after ``timeout`` seconds and scored as not equal.
-The child is restarted on the next call. Safe to call from any thread.
+``grade(completion, reference, timeout)`` is the whole verdict, in this order:
+
+1. extract the final answer (``rewards.extract``); none found -> ``no_answer``;
+2. cheap exact checks: the normalized strings are equal (``exact``), both are plain numbers or
+   simple fractions and equal as exact fractions (``numeric``), or both are words ("Even", a
+   choice letter) and equal ignoring case (``exact``);
+3. a cheap screen for answers that would make sympy work for minutes (power towers,
+   factorials of huge numbers, deeply nested fractions, answers over ``MAX_ANSWER_CHARS``)
+   -> scored 0 as ``screened``;
+4. math-verify's parser and ``verify`` (sympy under the hood) -> ``symbolic``.
+
+``grade`` runs math-verify in the calling process and relies on its signal-based timeouts, so
+it must run in a main thread: the trainer and the harness call it through the worker pool in
+``rewards.pool``, which adds a hard timeout from outside (a killed worker scores ``timeout``).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
-import select
-import subprocess
-import sys
-import threading
+import time
+from dataclasses import asdict, dataclass
 from fractions import Fraction
 
-DEFAULT_TIMEOUT = float(os.environ.get("REASONING_RL_VERIFY_TIMEOUT", "5"))
+from rewards.extract import extract_final, repair_escapes
+
+EVAL_TIMEOUT = float(os.environ.get("REASONING_RL_VERIFY_TIMEOUT", "5"))  # benchmarks: be patient
+TRAIN_TIMEOUT = 1.0  # training: a policy must not stall a step by writing expensive answers
 MAX_ANSWER_CHARS = 1000  # longer "answers" are garbage, not math; never sent to sympy
+MAX_NESTING = 40  # brace depth beyond which an answer is screened (2,000 nested \frac would hang sympy)
+MAX_DIGITS = 10_000  # numbers longer than this (a power tower's value) are screened
+
+
+@dataclass
+class Verdict:
+    correct: bool
+    method: str  # exact | numeric | symbolic | no_answer | screened | timeout | error
+    answer: str | None = None  # the extracted final answer
+    source: str | None = None  # where it was found: boxed | answer_tag | hashes | answer_is | latex | last_number
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# --- normalization and the cheap checks ----------------------------------------------------
 
 _STRIP = [r"\left", r"\right", r"\!", r"\,", r"\;", r"\:", r"\displaystyle", "$", "^\\circ", "^{\\circ}", "\\%", "%"]
-_TEXT_RE = re.compile(r"\\(?:text|textbf|mathrm|mbox)\{([^{}]*)\}")
+_TEXT_RE = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
 _COMMA_NUMBER_RE = re.compile(r"^-?\d{1,3}(,\d{3})+(\.\d+)?$")
+_SPACED_THOUSANDS_RE = re.compile(r"(?<![\d.])(\d{1,3})((?:(?:\s|\\[ ,;]|~|\{,\}|,\\!)\d{3})+)(?![\d])")
 _FRAC_RE = re.compile(r"^(-?)\\frac\{(-?\d+)\}\{(-?\d+)\}$|^(-?)\\frac(\d)(\d)$")
+_CHOICE_RE = re.compile(r"^\(?([A-Za-z])\)$|^\(([A-Za-z])\)?$")
+_BASE_RE = re.compile(r"^[0-9A-Fa-f]+_\{?\d+\}?$")
+_WORD_RE = re.compile(r"^[A-Za-z][A-Za-z' -]*[A-Za-z]$")
+
+
+def join_thousands(s: str) -> str:
+    """``1 000`` / ``1\\,000`` / ``1{,}000`` / ``5,\\!525`` -> ``1000`` (groups of exactly three digits only)."""
+    return _SPACED_THOUSANDS_RE.sub(lambda m: m.group(1) + re.sub(r"\D", "", m.group(2)), s)
 
 
 def normalize(answer: str) -> str:
-    """A canonical string form: no spaces, dollars, \\left/\\right, \\text{} wrappers or units of degrees."""
-    s = answer.strip().rstrip(".")
-    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
-    s = _TEXT_RE.sub(r"\1", s)
+    """A canonical string form: no spaces, dollars, \\left/\\right, \\text{} wrappers, degrees or approximations."""
+    s = repair_escapes(answer).strip().rstrip(".")
+    s = re.split(r"\\approx|≈", s)[0]  # "\frac{\sqrt3}{3} \approx 0.577": the exact part is the answer
+    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("\\cfrac", "\\frac")
+    s = join_thousands(_TEXT_RE.sub(r"\1", s))
     for token in _STRIP:
         s = s.replace(token, "")
     s = "".join(s.split())
     if _COMMA_NUMBER_RE.match(s):
         s = s.replace(",", "")
+    if choice := _CHOICE_RE.match(s):  # "(C)" -> "C"
+        s = choice.group(1) or choice.group(2)
     return s
 
 
@@ -57,57 +95,149 @@ def as_number(s: str) -> Fraction | None:
     return None
 
 
-def is_equivalent(pred: str, gold: str, timeout: float = DEFAULT_TIMEOUT) -> bool:
-    """True when ``pred`` and ``gold`` are the same answer. Never raises, never runs past ``timeout``."""
+def is_word(s: str) -> bool:
+    """A text answer ("Even", "Monday", a choice letter), which sympy would read as a product of symbols."""
+    return bool(_WORD_RE.match(s)) and not _COMMAND_WORD_RE.search(s)
+
+
+_COMMAND_BASE_RE = re.compile(r"^[0-9A-Fa-f]+_\{?\d+\}?$")
+_WORD_RE = re.compile(r"^(?:sqrt|frac|pi|infty|sin|cos|tan|log|ln|exp)$")
+
+
+def cheap_compare(pred: str, gold: str) -> tuple[bool, str] | None:
+    """(equal, method) when string and number checks decide; None when sympy is needed."""
     p, g = normalize(pred), normalize(gold)
     if not p or not g:
-        return False
+        return False, "exact"
     if p == g:
-        return True
+        return True, "exact"
     p_num, g_num = as_number(p), as_number(g)
     if p_num is not None and g_num is not None:
-        return p_num == g_num or math.isclose(p_num, g_num, rel_tol=1e-9)
-    if len(pred) > MAX_ANSWER_CHARS:
+        return p_num == g_num, "numeric"  # exact: 11111111101 is not 11111111100
+    if _BASE_RE.match(p) and _BASE_RE.match(g):  # numbers in base n (52_8): sympy would drop the base
+        return p.replace("{", "").replace("}", "") == g.replace("{", "").replace("}", ""), "exact"
+    if is_word(g) or (len(g) == 1 and g.isalpha() and is_word(p)):  # a text answer must match as text
+        return p.replace(" ", "").lower() == g.replace(" ", "").lower(), "exact"
+    return None
+
+
+# --- answers that would make sympy work for minutes ----------------------------------------
+
+_TOWER_RE = re.compile(r"\d+(?:\s*\^\s*\{?\s*\(?\s*\d+)+")
+_FACTORIAL_RE = re.compile(r"(\d+)\s*!|([)}])\s*!")
+
+
+def _tower_digits(numbers: list[int]) -> float:
+    """Decimal digits of ``a ^ (b ^ (c ^ ...))``, stopping early once it is astronomically large."""
+    exponent = float(numbers[-1])
+    for base in reversed(numbers[1:-1]):
+        if base > 1 and exponent * math.log10(base) > 15:
+            return math.inf
+        exponent = float(base) ** exponent
+    return exponent * math.log10(numbers[0]) if numbers[0] > 1 else 0.0
+
+
+def too_costly(answer: str) -> bool:
+    """True for answers that no math problem has and that would stall sympy (screened, scored 0)."""
+    if len(answer) > MAX_ANSWER_CHARS:
+        return True
+    depth = deepest = 0
+    for char in answer:
+        depth += (char == "{") - (char == "}")
+        deepest = max(deepest, depth)
+    if deepest > MAX_NESTING:
+        return True
+    for tower in _TOWER_RE.finditer(answer):
+        if _tower_digits([int(n) for n in re.findall(r"\d+", tower.group())]) > MAX_DIGITS:
+            return True
+    for fact in _FACTORIAL_RE.finditer(answer):
+        if fact.group(1) is not None and int(fact.group(1)) > 10_000:
+            return True
+        if fact.group(2) is not None:  # (expression)!: only when the expression is a power or huge
+            opening = "(" if fact.group(2) == ")" else "{"
+            inner = answer[answer.rfind(opening, 0, fact.start(2)) + 1 : fact.start(2)]
+            if "^" in inner or "!" in inner or any(len(n) > 4 for n in re.findall(r"\d+", inner)):
+                return True
+    return False
+
+
+# --- math-verify ---------------------------------------------------------------------------
+
+def symbolic_equal(pred: str, gold: str, timeout: float) -> bool:
+    """math-verify: parse both as the content of ``\\boxed{}`` and ``verify`` them (signal timeouts)."""
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+
+    config = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
+    seconds = max(1, math.ceil(timeout))
+    gold_parsed = parse(f"\\boxed{{{gold}}}", extraction_config=config, parsing_timeout=seconds)
+    pred_parsed = parse(f"\\boxed{{{pred}}}", extraction_config=config, parsing_timeout=seconds)
+    if not gold_parsed or not pred_parsed:
         return False
-    return _SYMBOLIC.equivalent(pred, gold, timeout)
+    return bool(verify(gold_parsed, pred_parsed, timeout_seconds=seconds))
 
 
-class _SymbolicChecker:
-    """One math-verify child process, fed one question at a time, killed when it runs too long."""
-
-    def __init__(self) -> None:
-        self._proc: subprocess.Popen | None = None
-        self._lock = threading.Lock()
-
-    def _start(self, timeout: float) -> subprocess.Popen:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "rewards._verify_worker", str(max(1, int(timeout)))],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-            env={**os.environ, "OMP_NUM_THREADS": "1"},
-        )
-        if proc.stdout.readline().strip() != "ready":
-            raise RuntimeError("the math-verify worker (rewards._verify_worker) failed to start")
-        return proc
-
-    def equivalent(self, pred: str, gold: str, timeout: float) -> bool:
-        with self._lock:
-            if self._proc is None or self._proc.poll() is not None:
-                self._proc = self._start(timeout)
-            proc = self._proc
-            proc.stdin.write(json.dumps([pred, gold]) + "\n")
-            proc.stdin.flush()
-            ready, _, _ = select.select([proc.stdout], [], [], timeout)
-            if not ready:  # still thinking: kill it, a fresh one starts on the next call
-                proc.kill()
-                proc.wait()
-                self._proc = None
-                return False
-            return json.loads(proc.stdout.readline() or "false")
-
-    def close(self) -> None:
-        if self._proc is not None:
-            self._proc.kill()
-            self._proc = None
+def _for_sympy(answer: str) -> str:
+    """What math-verify reads: no approximation after the exact value, thousands joined (``5,\\!525``)."""
+    return join_thousands(re.split(r"\\approx|≈", answer)[0].strip())
 
 
-_SYMBOLIC = _SymbolicChecker()
+_ASSIGNMENT_RE = re.compile(r"^\s*([A-Za-z](?:_\{?\w+\}?)?)\s*=(?!=)\s*(.+)$", re.DOTALL)
+
+
+def drop_assignment(pred: str, gold: str) -> str:
+    """``x = p - q`` -> ``p - q`` when the reference is an expression that does not mention ``x``."""
+    match = _ASSIGNMENT_RE.match(pred)
+    if match is None or "=" in gold or re.search(rf"(?<![A-Za-z\\]){re.escape(match.group(1))}(?![A-Za-z])", gold):
+        return pred
+    return match.group(2)
+
+
+def compare(pred: str, gold: str, timeout: float = EVAL_TIMEOUT) -> tuple[bool, str]:
+    """(equal, method) for two answer strings; method is exact, numeric, screened or symbolic."""
+    pred = drop_assignment(pred, gold)
+    decided = cheap_compare(pred, gold)
+    if decided is not None:
+        return decided
+    if too_costly(pred):
+        return False, "screened"
+    return symbolic_equal(_for_sympy(pred), _for_sympy(gold), timeout), "symbolic"
+
+
+def grade(completion: str, reference: str, timeout: float = EVAL_TIMEOUT) -> Verdict:
+    """The verdict on one completion (see the module docstring). Never raises."""
+    start = time.perf_counter()
+    try:
+        found = extract_final(completion)
+        if found is None:
+            verdict = Verdict(False, "no_answer")
+        else:
+            correct, method = compare(found.answer, reference, timeout)
+            verdict = Verdict(correct, method, found.answer, found.source)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as error:  # a verifier must never crash a run (math-verify's timeout is a BaseException)
+        verdict = Verdict(False, "timeout" if type(error).__name__ == "TimeoutException" else "error")
+    verdict.seconds = time.perf_counter() - start
+    return verdict
+
+
+def audit_metrics(verdicts: list[Verdict]) -> dict[str, float]:
+    """The verifier audit of a batch: fractions of verdicts per outcome and the mean time per verdict."""
+    if not verdicts:
+        return {}
+    n = len(verdicts)
+    return {
+        "verifier/no_answer": sum(v.method == "no_answer" for v in verdicts) / n,
+        "verifier/symbolic": sum(v.method == "symbolic" for v in verdicts) / n,
+        "verifier/timeout": sum(v.method == "timeout" for v in verdicts) / n,
+        "verifier/screened": sum(v.method == "screened" for v in verdicts) / n,
+        "verifier/fallback_last_number": sum(v.source == "last_number" for v in verdicts) / n,
+        "verifier/seconds_mean": sum(v.seconds for v in verdicts) / n,
+    }
+
+
+def is_equivalent(pred: str, gold: str, timeout: float = EVAL_TIMEOUT) -> bool:
+    """True when the answer strings ``pred`` and ``gold`` are the same answer (through the worker pool)."""
+    from rewards.pool import default_pool
+
+    return default_pool().equivalent(pred, gold, timeout)

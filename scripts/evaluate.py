@@ -48,6 +48,8 @@ class Config:
     """Engine seed."""
     limit: int | None = None
     """Evaluate only the first this-many problems."""
+    drop_unparseable_references: bool = False
+    """Drop problems whose reference answer math-verify cannot parse (they are always counted and reported)."""
     output_dir: str = "runs/eval"
     """Output folder (resumable)."""
     backend: str = "vllm"
@@ -91,7 +93,8 @@ def main(cfg: Config) -> dict[str, dict]:
     summaries = {}
     for benchmark in cfg.benchmark:
         out = Path(cfg.output_dir) / benchmark if len(cfg.benchmark) > 1 else Path(cfg.output_dir)
-        problems = load_problems(benchmark, cfg.split, cfg.data_path, cfg.limit)
+        problems = load_problems(benchmark, cfg.split, cfg.data_path, cfg.limit, check_references=True,
+                                 drop_unparseable=cfg.drop_unparseable_references)
         print(f"{benchmark}: {len(problems)} problems x {cfg.n} samples, {cfg.template} template -> {out}")
         _, summary = evaluate(generator, tokenizer, problems, cfg.template, cfg.n, ks, cfg.temperature, cfg.top_p,
                               cfg.max_new_tokens, out, cfg.chunk_size)

@@ -1,8 +1,9 @@
 """Generate, grade and summarise: the benchmark loop shared by scripts/evaluate.py and the trainers.
 
-Completions are graded with the same ``rewards.accuracy_reward`` the trainer uses. Results
-are appended to ``samples.jsonl`` chunk by chunk, so an interrupted run started again with
-the same output folder skips the problems already done.
+Completions are graded with the same verifier the trainer uses (``rewards.accuracy_verdicts``,
+a pool of worker processes). Results are appended to ``samples.jsonl`` chunk by chunk, so an
+interrupted run started again with the same output folder skips the problems already done;
+records written by an older verifier (no ``verdicts``) are graded again.
 """
 
 from __future__ import annotations
@@ -36,6 +37,13 @@ def grade_problem(problem: Problem, prompt: str, samples, verdicts: list[Verdict
     }
 
 
+class _Stored:
+    """A completion read back from samples.jsonl, shaped like a generator's sample."""
+
+    def __init__(self, text: str, num_tokens: int, truncated: bool):
+        self.text, self.token_ids, self.truncated = text, range(num_tokens), truncated
+
+
 def grade_chunk(problems: list[Problem], prompts: list[str], outputs, timeout: float) -> list[dict]:
     """Grade every completion of a chunk in one parallel call to the verifier pool."""
     texts = [s.text for samples in outputs for s in samples]
@@ -62,6 +70,13 @@ def run_benchmark(generator, tokenizer, problems: list[Problem], template: str, 
                     continue
                 if len(record.get("completions", [])) == n:
                     done[record["id"]] = record
+    by_id = {p.id: p for p in problems}
+    stale = [r for r in done.values() if "verdicts" not in r and r["id"] in by_id]  # an older verifier's: grade again
+    if stale:
+        samples = [[_Stored(*s) for s in zip(r["completions"], r["num_tokens"], r["truncated"])] for r in stale]
+        for record, regraded in zip(stale, grade_chunk([by_id[r["id"]] for r in stale], [r["prompt"] for r in stale],
+                                                       samples, verify_timeout)):
+            record.update(regraded)
     todo = [p for p in problems if p.id not in done]
     bar = tqdm(total=len(problems), initial=len(problems) - len(todo), desc="evaluating", unit="problem", disable=not progress)
     new_tokens = 0

@@ -1,44 +1,18 @@
 """Rule-based verifier rewards.
 
 A reward is a plain function ``(completion: str, answer: str) -> float`` kept by name in
-``REWARDS``. To add one, write the function and add it to the dict (see the README). The
-trainer combines rewards as a weighted sum and logs each one as ``reward/<name>``.
+``REWARDS`` (``rewards/registry.py``). To add one, write it in a file of this package with
+``@register("name")`` and import that file at the end of this one (see the README). The trainer
+combines rewards as a weighted sum and logs each one as ``reward/<name>``.
 """
 
+from rewards.accuracy import accuracy_reward, accuracy_verdicts
 from rewards.extract import Extracted, extract_answer, extract_final, last_boxed, last_number, repair_escapes
 from rewards.format import boxed_format_reward, think_format_reward
 from rewards.length import soft_overlong_penalty
 from rewards.pool import VerifierPool, default_pool
+from rewards.registry import REWARDS, register
 from rewards.verify import EVAL_TIMEOUT, TRAIN_TIMEOUT, Verdict, audit_metrics, is_equivalent
-
-
-def accuracy_reward(completion: str, answer: str, timeout: float = EVAL_TIMEOUT) -> float:
-    """1.0 when the completion's final answer is equivalent to ``answer``, else 0.0.
-
-    The final answer is found by ``rewards.extract`` (a marker such as ``\\boxed{}``, else the
-    last LaTeX expression, else for plain prose the last number); equivalence is decided by
-    ``rewards.verify`` (exact, numeric, then math-verify/sympy) in a worker process under a hard
-    timeout. Never raises. For many completions at once use ``accuracy_verdicts``.
-    """
-    return float(default_pool().grade([completion], [answer], timeout)[0].correct)
-
-
-def accuracy_verdicts(completions: list[str], answers: list[str], timeout: float = EVAL_TIMEOUT,
-                      budget: float | None = None) -> list[Verdict]:
-    """The verdicts behind ``accuracy_reward`` for a batch, graded in parallel by the worker pool."""
-    return default_pool().grade(completions, answers, timeout, budget)
-
-
-REWARDS = {
-    "accuracy": accuracy_reward,
-    "think_format": think_format_reward,
-    "boxed_format": boxed_format_reward,
-}
-
-# A reward may carry a batched form as its ``verdicts`` attribute: ``(completions, answers,
-# timeout, budget) -> list[Verdict]``. The trainer then grades a whole batch in parallel and
-# logs the verifier audit; a reward without one (or one replaced in REWARDS) is called per row.
-accuracy_reward.verdicts = accuracy_verdicts
 
 
 def parse_weights(spec: str) -> dict[str, float]:
@@ -75,7 +49,11 @@ def trl_reward(name: str):
 
 
 __all__ = [
-    "REWARDS", "accuracy_reward", "accuracy_verdicts", "Verdict", "VerifierPool", "default_pool", "Extracted", "extract_final",
+    "REWARDS", "register", "accuracy_reward", "accuracy_verdicts", "Verdict", "VerifierPool", "default_pool", "Extracted", "extract_final",
     "EVAL_TIMEOUT", "TRAIN_TIMEOUT", "audit_metrics", "boxed_format_reward", "think_format_reward", "soft_overlong_penalty",
     "extract_answer", "last_boxed", "last_number", "repair_escapes", "is_equivalent", "parse_weights", "trl_reward",
 ]
+
+
+# More reward files: importing one registers its rewards. Add a line per new file, e.g.
+# from rewards import brevity  # noqa: E402,F401

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 class Extracted:
     answer: str  # the final answer as written (LaTeX or text)
     source: str  # boxed | answer_tag | hashes | answer_is | latex | last_number
+    later_number: str | None = None  # latex only: a number stated in the prose after the expression ("$3 + 9$ is 12")
 
 
 # LaTeX written inside a non-raw Python or JSON string loses its backslash to an escape:
@@ -140,14 +141,16 @@ def answer_phrase(text: str) -> str | None:
         return None
     if _has_math(phrase):
         return last_math(phrase) or _clean(phrase)
-    # "the answer is 42" -> "42"; "the answer is that each of them gets 7 apples" -> "7"
-    return _clean(phrase) if len(phrase) <= 30 else (last_number(phrase) or _clean(phrase))
+    # "the answer is 42" -> "42"; "the answer is that each of them gets 7 apples" -> "7"; "(C)" and "Even" stay
+    return last_number(phrase) or _clean(phrase)
 
 
 # --- the last mathematical expression ------------------------------------------------------
 
-# $$...$$, \[...\], \(...\), $...$ (an escaped \$ is a dollar sign, not a delimiter)
-_MATH_RE = re.compile(r"\$\$(.+?)\$\$|\\\[(.+?)\\\]|\\\((.+?)\\\)|(?<!\\)\$(.+?)(?<!\\)\$", re.DOTALL)
+# $$...$$, \[...\], \(...\), $...$ (an escaped \$ is a dollar sign, not a delimiter). Inline math
+# never spans a blank line: a lone dollar must not turn the paragraphs after it into "math".
+_INLINE = r"(?:(?!\n\s*\n).)+?"
+_MATH_RE = re.compile(rf"\$\$(.+?)\$\$|\\\[(.+?)\\\]|\\\(({_INLINE})\\\)|(?<!\\)\$((?:\\\$|(?!\n\s*\n)[^$])+?)(?<!\\)\$", re.DOTALL)
 _MATH_COMMANDS = (r"frac|dfrac|tfrac|cfrac|sqrt|pi|infty|pm|mp|cdot|times|div|le|leq|ge|geq|neq|in|cup|cap|"
                   r"left|right|begin|end|text|mathrm|mathbf|sin|cos|tan|log|ln|exp|binom|circ|approx|emptyset|"
                   r"varnothing|alpha|beta|gamma|theta|lambda|mu|sigma|omega|phi|dots|ldots|cdots|mathbb|boxed")
@@ -241,7 +244,10 @@ def extract_final(text: str) -> Extracted | None:
         return Extracted(answer, "answer_is")
     if _has_math(text):
         answer = last_math(text)
-        return Extracted(answer, "latex") if answer else None
+        if not answer:
+            return None
+        tail = text[text.rfind(answer) + len(answer):]
+        return Extracted(answer, "latex", None if _has_math(tail) else last_number(tail))
     if (answer := last_number(text)) is not None:
         return Extracted(answer, "last_number")
     return None

@@ -2,9 +2,13 @@
 
 import re
 
+from rewards.extract import last_boxed, repair_escapes
+from rewards.registry import register
+
 _R1_RE = re.compile(r"^\s*(?:<think>)?.*?</think>\s*<answer>.+?</answer>\s*$", re.DOTALL)
 
 
+@register("think_format")
 def think_format_reward(completion: str, answer: str | None = None) -> float:
     """1.0 for ``<think>...</think> <answer>...</answer>`` and nothing after it (R1-Zero).
 
@@ -15,8 +19,7 @@ def think_format_reward(completion: str, answer: str | None = None) -> float:
     return 1.0 if _R1_RE.match(completion) else 0.0
 
 
+@register("boxed_format")
 def boxed_format_reward(completion: str, answer: str | None = None) -> float:
     """1.0 when the completion puts a non-empty final answer in ``\\boxed{}``."""
-    from rewards.extract import last_boxed, repair_escapes
-
     return 1.0 if last_boxed(repair_escapes(completion)) else 0.0

@@ -6,7 +6,9 @@
 2. cheap exact checks: the normalized strings are equal (``exact``), both are plain numbers or
    simple fractions and equal as exact fractions (``numeric``), or both are words ("Even", a
    choice letter) and equal ignoring case (``exact``);
-3. a cheap screen for answers that would make sympy work for minutes (power towers,
+3. when the reference is a number, an answer that is not written as one (``\\log_2 64``,
+   ``2^6``: an operation still to carry out, often the question restated) -> ``unevaluated``;
+   a cheap screen for answers that would make sympy work for minutes (power towers,
    factorials of huge numbers, deeply nested fractions, answers over ``MAX_ANSWER_CHARS``)
    -> scored 0 as ``screened``;
 4. math-verify's parser and ``verify`` (sympy under the hood) -> ``symbolic``.
@@ -37,7 +39,7 @@ MAX_DIGITS = 10_000  # numbers longer than this (a power tower's value) are scre
 @dataclass
 class Verdict:
     correct: bool
-    method: str  # exact | numeric | symbolic | no_answer | screened | timeout | error
+    method: str  # exact | numeric | symbolic | unevaluated | no_answer | screened | timeout | error
     answer: str | None = None  # the extracted final answer
     source: str | None = None  # where it was found: boxed | answer_tag | hashes | answer_is | latex | last_number
     seconds: float = 0.0
@@ -52,6 +54,7 @@ _STRIP = [r"\left", r"\right", r"\!", r"\,", r"\;", r"\:", r"\displaystyle", "$"
 _TEXT_RE = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
 _COMMA_NUMBER_RE = re.compile(r"^-?\d{1,3}(,\d{3})+(\.\d+)?$")
 _SPACED_THOUSANDS_RE = re.compile(r"(?<![\d.])(\d{1,3})((?:(?:\s|\\[ ,;]|~|\{,\}|,\\!)\d{3})+)(?![\d])")
+_REPEATING_RE = re.compile(r"^(-?)(\d*)\.(\d*)\\overline\{?(\d+)\}?$")
 _FRAC_RE = re.compile(r"^(-?)\\frac\{(-?\d+)\}\{(-?\d+)\}$|^(-?)\\frac(\d)(\d)$")
 _CHOICE_RE = re.compile(r"^\(?([A-Za-z])\)$|^\(([A-Za-z])\)?$")
 _BASE_RE = re.compile(r"^[0-9A-Fa-f]+_\{?\d+\}?$")
@@ -86,6 +89,10 @@ def as_number(s: str) -> Fraction | None:
             return Fraction(s)
         if re.fullmatch(r"-?\d+/-?\d+", s):
             return Fraction(s)
+        if m := _REPEATING_RE.match(s):  # 0.1\overline{6} = 1/6 (math-verify reads it as 0.1)
+            sign, whole, fixed, repeat = m.groups()
+            value = int(whole or 0) + (Fraction(int(fixed or 0)) + Fraction(int(repeat), 10 ** len(repeat) - 1)) / 10 ** len(fixed)
+            return -value if sign else value
         if m := _FRAC_RE.match(s):
             sign, num, den = (m.group(1), m.group(2), m.group(3)) if m.group(2) else (m.group(4), m.group(5), m.group(6))
             value = Fraction(int(num), int(den))
@@ -116,7 +123,9 @@ def cheap_compare(pred: str, gold: str) -> tuple[bool, str] | None:
         return p_num == g_num, "numeric"  # exact: 11111111101 is not 11111111100
     if _BASE_RE.match(p) and _BASE_RE.match(g):  # numbers in base n (52_8): sympy would drop the base
         return p.replace("{", "").replace("}", "") == g.replace("{", "").replace("}", ""), "exact"
-    if is_word(g) or (len(g) == 1 and g.isalpha() and is_word(p)):  # a text answer must match as text
+    if len(g) == 1 and g.isalpha() and (len(p) == 1 or is_word(p)):  # a choice letter: E is not e (Euler's number)
+        return p == g, "exact"
+    if is_word(g):  # a text answer must match as text ("Even", "even")
         return p.replace(" ", "").lower() == g.replace(" ", "").lower(), "exact"
     return None
 
@@ -192,12 +201,35 @@ def drop_assignment(pred: str, gold: str) -> str:
     return match.group(2)
 
 
+_UNIT_RE = re.compile(r"\\(?:text|textbf|mbox|mathrm|operatorname)\s*\{[^{}]*\}(?:\^\{?\d\}?)?")
+_MIXED_RE = re.compile(r"^-?\d+\\frac\{\d+\}\{\d+\}$|^-?\d+\\frac\d\d$")
+_SCIENTIFIC_RE = re.compile(r"^-?\d+(?:\.\d+)?(?:\\times|\\cdot|\*|x)10\^\{?-?\d+\}?$")
+
+
+def number_like(answer: str) -> bool:
+    """Is ``answer`` written as a number (with units, a currency sign, a mixed number or a power of ten)?
+
+    ``\\log_2 64``, ``2^6``, ``3 + 3`` and ``\\frac{21}{2^2 \\cdot 5^7}`` are not: they are still
+    operations to carry out, often the question's own expression restated.
+    """
+    s = _UNIT_RE.sub("", answer).replace("\\$", "")
+    s = re.sub(r"(?<=\d)\s*[A-Za-z][A-Za-z .]*$", "", normalize(s))  # "6cm", "18dollars"
+    if s.startswith("(") and s.endswith(")"):
+        s = s[1:-1]
+    return as_number(s) is not None or bool(_MIXED_RE.match(s) or _SCIENTIFIC_RE.match(s))
+
+
 def compare(pred: str, gold: str, timeout: float = EVAL_TIMEOUT) -> tuple[bool, str]:
-    """(equal, method) for two answer strings; method is exact, numeric, screened or symbolic."""
+    """(equal, method) for two answer strings; method is exact, numeric, unevaluated, screened or symbolic."""
     pred = drop_assignment(pred, gold)
     decided = cheap_compare(pred, gold)
     if decided is not None:
         return decided
+    if as_number(normalize(gold)) is not None:  # a number is asked for
+        if "=" in pred and "," not in pred:  # "f^{-1}(f^{-1}(6)) = 1": the last side is the value claimed
+            pred = pred.rsplit("=", 1)[1].strip()
+        if not number_like(pred):
+            return False, "unevaluated"
     if too_costly(pred):
         return False, "screened"
     return symbolic_equal(_for_sympy(pred), _for_sympy(gold), timeout), "symbolic"
@@ -212,7 +244,11 @@ def grade(completion: str, reference: str, timeout: float = EVAL_TIMEOUT) -> Ver
             verdict = Verdict(False, "no_answer")
         else:
             correct, method = compare(found.answer, reference, timeout)
-            verdict = Verdict(correct, method, found.answer, found.source)
+            answer, source = found.answer, found.source
+            if method == "unevaluated" and found.later_number is not None:  # "$3 + 9$ is 12": the number stated
+                answer, source = found.later_number, "last_number"
+                correct, method = compare(answer, reference, timeout)
+            verdict = Verdict(correct, method, answer, source)
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as error:  # a verifier must never crash a run (math-verify's timeout is a BaseException)
@@ -231,6 +267,7 @@ def audit_metrics(verdicts: list[Verdict]) -> dict[str, float]:
         "verifier/symbolic": sum(v.method == "symbolic" for v in verdicts) / n,
         "verifier/timeout": sum(v.method == "timeout" for v in verdicts) / n,
         "verifier/screened": sum(v.method == "screened" for v in verdicts) / n,
+        "verifier/unevaluated": sum(v.method == "unevaluated" for v in verdicts) / n,
         "verifier/fallback_last_number": sum(v.source == "last_number" for v in verdicts) / n,
         "verifier/seconds_mean": sum(v.seconds for v in verdicts) / n,
     }

@@ -93,7 +93,7 @@ def test_pathological_completion_times_out_to_zero(name):
 
 def test_verifier_works_off_the_main_thread():
     results = []
-    threads = [threading.Thread(target=lambda: results.append(accuracy_reward("\\boxed{\\sqrt{4}}", "2"))) for _ in range(4)]
+    threads = [threading.Thread(target=lambda: results.append(accuracy_reward("\\boxed{\\sqrt{8}}", "2\\sqrt{2}"))) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:
@@ -143,7 +143,7 @@ def test_latex_mangled_by_string_escapes_is_repaired():
     assert "\x08" in mangled and "\x0c" in mangled
     assert accuracy_reward(mangled, "0.5") == 1.0
     assert accuracy_reward("so the answer is \boxed{\frac{1}{3}}", "0.5") == 0.0
-    assert accuracy_reward("\\boxed{6 \times 7}", "42") == 1.0  # tab + "imes"
+    assert accuracy_reward("\\boxed{x \times y}", "xy") == 1.0  # tab + "imes"
     assert repair_escapes("\\left(1\right)") == "\\left(1\\right)"
     assert repair_escapes("a\tb\r\nc") == "a\tb\r\nc"  # real tabs and line ends stay
 

@@ -45,6 +45,16 @@ def test_two_grpo_steps_change_the_parameters(tiny_model, tmp_path, monkeypatch)
         assert key in metrics, key
     assert (tmp_path / "training.png").stat().st_size > 0
     assert set(report["before"]) == {"arith:add_1d"}
+    # the verifier audit: per-step metrics, every completion with its verdict, and the re-grading script
+    for key in ("verifier/no_answer", "verifier/symbolic", "verifier/timeout", "verifier/fallback_last_number",
+                "verifier/seconds_mean"):
+        assert 0 <= metrics[key] <= (1 if key != "verifier/seconds_mean" else 60), key
+    logged = [json.loads(line) for line in (tmp_path / "completions.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged] == [1] * 8 + [2] * 8 and all(r["verdict"]["method"] for r in logged)
+    import verify_quality
+
+    audit = verify_quality.main(verify_quality.parse_config(verify_quality.Config, ["--audit", str(tmp_path)]))
+    assert audit["completions"] == 16 and (tmp_path / "audit.md").exists()
 
 
 def test_dapo_and_dr_grpo_options_run(tiny_model, tmp_path):

@@ -54,6 +54,14 @@ FORMS = [
     ("k =", "Therefore $k = 3$.", "3", 1.0),
     ("k =", "Therefore $k = 4$.", "3", 0.0),
     ("x = expr", "Solving, $x = p - q$.", "p - q", 1.0),
+    ("chain", "So we need $f^{-1}(f^{-1}(6)) = 1$.", "1", 1.0),
+    ("stated after", "Adding, $3 + 9$ is 12.", "12", 1.0),
+    ("stated after", "Adding, $3 + 9$ is 13.", "12", 0.0),
+    ("chain", "So we need $f^{-1}(f^{-1}(6)) = 2$.", "1", 0.0),
+    ("scientific", "It is $6.72 \\times 10^{-5}$", "0.0000672", 1.0),
+    ("repeating decimal", "It is $0.\\overline{3}$", "\\frac{1}{3}", 1.0),
+    ("repeating decimal", "It is $0.\\overline{6}$", "\\frac{1}{3}", 0.0),
+    ("scientific", "It is $6.72 \\times 10^{-6}$", "0.0000672", 0.0),
     # ratios and times
     ("ratio", "The ratio is 11:21", "11:21", 1.0),
     ("ratio", "The ratio is 11:20", "11:21", 0.0),
@@ -106,6 +114,8 @@ ACCIDENTS = [
     ("LaTeX cut to its last digit", "The matrix is $\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}$", "4"),
     ("a boxed answer inside <think>", "<think>maybe \\boxed{42}</think> I am not sure, it could be 41", "42"),
     ("a closed interval for an open one", "so $[0,9)$", "(0,9)"),
+    ("the question's expression restated", "To evaluate $\\log_2 64$, we look at powers of two.", "6"),
+    ("an unevaluated power for a number", "The answer is $\\boxed{2^6}$.", "64"),
 ]
 
 
@@ -136,7 +146,8 @@ def test_verdict_records_how_it_was_decided():
     assert grade("\\boxed{0.5}", "\\frac12").method == "numeric"
     assert grade("\\boxed{x^2+2x+1}", "(x+1)^2").method == "symbolic"
     assert grade("nothing", "7").method == "no_answer"
-    assert grade("\\boxed{9^{9^{9^{9}}}}", "7").method == "screened"
+    assert grade("\\boxed{9^{9^{9^{9}}}}", "x^2").method == "screened"
+    assert grade("\\boxed{9^{9^{9^{9}}}}", "7").method == "unevaluated"  # a number is asked for
     assert grade("it is 7", "7").source == "last_number"
 
 

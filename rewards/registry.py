@@ -1,0 +1,24 @@
+"""The reward registry: a plain dict from name to ``(completion, answer) -> float``.
+
+A reward file registers its function with ``@register("name")`` (or ``REWARDS["name"] = fn``).
+This module imports nothing else from the package, so any reward file can import it, and any
+other reward (``from rewards.accuracy import accuracy_reward``), without an import cycle.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+REWARDS: dict[str, Callable[[str, str], float]] = {}
+
+
+def register(name: str):
+    """Decorator: ``@register("brevity")`` puts the function into ``REWARDS["brevity"]``."""
+
+    def add(fn):
+        if name in REWARDS and REWARDS[name] is not fn:
+            raise ValueError(f"a reward named {name!r} is already registered ({REWARDS[name].__module__})")
+        REWARDS[name] = fn
+        return fn
+
+    return add

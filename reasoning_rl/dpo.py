@@ -46,6 +46,7 @@ class DPOUpdate:
     """One DPO pass (or ``epochs``) over the pairs of a batch, one optimizer step per pass."""
 
     needs_reference = True
+    min_group_size = 2  # a pair needs a correct and an incorrect completion of the same prompt
 
     def __init__(self, beta: float = 0.1, pairs_per_group: int = 2, epochs: int = 1, micro_batch_pairs: int = 8,
                  max_grad_norm: float = 1.0, autocast: bool = True):

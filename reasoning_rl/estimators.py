@@ -28,6 +28,7 @@ class GroupRelative:
     """GRPO (DeepSeekMath sec. 4.1.2), or Dr. GRPO without the std division."""
 
     needs_reference = False
+    min_group_size = 2  # the baseline is the group's own mean: a group of one always has advantage 0
     needs_old_logprobs = False
 
     def __init__(self, normalize_std: bool = True):
@@ -73,6 +74,7 @@ class GAECritic:
         self.gamma, self.lam, self.kl_coef, self.whiten_advantages = gamma, lam, kl_coef, whiten_advantages
         self.value_clip, self.critic_model, self.critic_lr, self.critic_trainable_layers = value_clip, critic_model, critic_lr, critic_trainable_layers
         self.needs_reference = kl_coef > 0
+        self.min_group_size = 1  # the critic is the baseline: one sample per prompt is enough
 
     def setup(self, model_path: str, tokenizer, cfg) -> None:
         """Critic = a copy of the policy's backbone (or ``critic_model``) with a zero-initialised value head."""

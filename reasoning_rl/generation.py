@@ -32,6 +32,7 @@ class VLLMGenerator:
                  max_model_len: int = 2048, enforce_eager: bool = True, tensor_parallel_size: int = 1):
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # the engine lives in this process
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")  # keep the console for our progress bars
+        quiet_vllm()
         # Keep torch's thread count for training; vLLM would otherwise drop it to 1 on the CPU.
         os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
         from vllm import LLM
@@ -40,7 +41,7 @@ class VLLMGenerator:
         self.llm = LLM(
             model=model_path, dtype=dtype, seed=seed, gpu_memory_utilization=memory_fraction,
             max_model_len=max_model_len, enforce_eager=enforce_eager, tensor_parallel_size=tensor_parallel_size,
-            **kv_cache,
+            use_tqdm_on_load=False, **kv_cache,
         )
 
     def generate(self, prompt_ids: list[list[int]], n: int, temperature: float, top_p: float, max_new_tokens: int) -> list[list[Sample]]:
@@ -60,6 +61,20 @@ class VLLMGenerator:
         worker.reload_weights(weights_iterator=iter(exported_state_dict(model).items()))
         self.llm.reset_prefix_cache()
         return time.perf_counter() - start
+
+
+def quiet_vllm() -> None:
+    """Silence what vLLM prints at start that a user cannot act on (it keeps its errors).
+
+    Its import logs "Triton is installed, but doesn't include CPU backend" before it configures its
+    own logger (so Python's last-resort handler prints it), and two FutureWarnings about
+    ``torch.distributed.reduce_op`` come from its code. (The C++ NUMA note: ``reasoning_rl/__init__.py``.)
+    """
+    import logging
+    import warnings
+
+    logging.getLogger("vllm").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=r".*torch\.distributed\.reduce_op.*", category=FutureWarning)
 
 
 def cpu_kv_cache_bytes(memory_fraction: float) -> int:

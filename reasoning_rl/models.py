@@ -28,22 +28,52 @@ def cache_dir() -> Path:
 
 
 def resolve_model(name: str) -> str:
-    """Return a path or Hub name that ``from_pretrained`` and ``vllm.LLM`` both accept."""
+    """Return a path or Hub name that ``from_pretrained`` and ``vllm.LLM`` both accept.
+
+    A name that is none of the three kinds raises a ``UserError`` saying which check failed: a
+    folder that does not exist or holds no model, or a Hub name that is unknown, unreachable, or
+    not in the local cache while offline mode is on.
+    """
+    from reasoning_rl.cli import UserError
+
     if name in EMBEDDED_MODELS:
         return str(_convert_embedded(name))
-    if Path(name).expanduser().exists():
-        folder = Path(name).expanduser()
+    folder = Path(name).expanduser()
+    if folder.exists():
         if folder.is_dir() and (folder / "policy").is_dir():  # a training checkpoint folder
             folder = folder / "policy"
         if not (folder / "config.json").exists():
-            raise FileNotFoundError(f"model folder {folder} has no config.json; is it a saved model?")
+            raise UserError(f"model folder {folder} has no config.json; is it a saved model?")
         return str(folder)
+    if name.startswith((".", "/", "~")) or name.endswith("/") or name.count("/") > 1:
+        raise UserError(f"model folder {name} does not exist")
     if "/" not in name:
-        raise ValueError(
-            f"unknown model {name!r}: use an embedded short name ({', '.join(EMBEDDED_MODELS)}), "
-            "a local folder, or a Hugging Face Hub name such as Qwen/Qwen2.5-0.5B-Instruct"
-        )
+        raise UserError(f"unknown model {name!r}: use an embedded short name ({', '.join(EMBEDDED_MODELS)}), "
+                        "a local folder, or a Hugging Face Hub name such as Qwen/Qwen2.5-0.5B-Instruct")
+    check_hub_model(name)
     return name
+
+
+def check_hub_model(name: str, timeout: float = 10.0) -> None:
+    """A ``UserError`` unless ``name`` is in the local Hub cache or the Hub knows it (one quick request)."""
+    import huggingface_hub
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    from reasoning_rl.cli import UserError
+
+    if isinstance(huggingface_hub.try_to_load_from_cache(name, "config.json"), str):
+        return  # downloaded before
+    if huggingface_hub.constants.HF_HUB_OFFLINE:
+        raise UserError(f"model {name} is not a local folder and not in the Hugging Face cache, and offline mode is on "
+                        "(HF_HUB_OFFLINE=1): download it with network access first, or pass a local folder")
+    try:
+        huggingface_hub.model_info(name, timeout=timeout)
+    except (RepositoryNotFoundError, GatedRepoError) as error:
+        kind = "gated (accept its license on the Hub and log in)" if isinstance(error, GatedRepoError) else "unknown"
+        raise UserError(f"model {name} is not a local folder, and the Hugging Face Hub says it is {kind}") from None
+    except Exception as error:  # no network, DNS, timeout, proxy
+        raise UserError(f"model {name} is not a local folder, and the Hugging Face Hub could not be reached "
+                        f"({type(error).__name__}); check the network, or set HF_HUB_OFFLINE=1 and use a cached model") from None
 
 
 def _gguf_path(name: str) -> Path:
@@ -105,9 +135,26 @@ def load_tokenizer(path: str):
     return tokenizer
 
 
+# transformers' own bars for reading and writing a local model take a second and break into the
+# step bar; download bars for Hub models stay.
+_QUIET_BARS = ("Loading weights", "Writing model shards")
+
+
+def quiet_transformers() -> None:
+    """Hide transformers' "Loading weights" and "Writing model shards" progress bars."""
+    from transformers.utils import logging as hf_logging
+
+    def hook(factory, args, kwargs):
+        return factory(*args, **({**kwargs, "disable": True} if kwargs.get("desc") in _QUIET_BARS else kwargs))
+
+    hf_logging.set_tqdm_hook(hook)
+
+
 def load_policy(path: str, dtype: str = "float32"):
     from transformers import AutoModelForCausalLM
 
     import torch
+
+    quiet_transformers()
 
     return AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))

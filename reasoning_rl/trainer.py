@@ -20,7 +20,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +31,7 @@ from tqdm.auto import tqdm
 
 from reasoning_rl.advantages import zero_std_groups
 from reasoning_rl.checkpoint import latest_checkpoint, load_training_state, save_checkpoint
+from reasoning_rl.cli import UserError, as_user_error, check_output_dir
 from reasoning_rl.generation import make_generator
 from reasoning_rl.logprobs import completion_logprobs
 from reasoning_rl.losses import policy_loss
@@ -43,6 +46,9 @@ from rewards import TRAIN_TIMEOUT, audit_metrics, parse_weights
 
 @dataclass
 class RLConfig:
+    preset: str | None = None
+    """A YAML preset from configs/ (curriculum, gsm8k, math, gpu_qwen, dapo, dr_grpo) or a YAML path; its keys
+    set the defaults, flags given beside it override them, and the output folder gets its name (runs/grpo_gsm8k)."""
     # model and data
     model: str = "smollm2-135m-instruct"
     """Embedded short name, Hugging Face Hub name or local folder (a checkpoint's folder works too)."""
@@ -138,8 +144,12 @@ class RLConfig:
     """Write the completions of one group to samples.jsonl every this many steps."""
     log_completions: bool = True
     """Write every sampled completion with its reward and the verifier's verdict to completions.jsonl (for the audit)."""
+    optimizer_state: str = "all"
+    """Keep AdamW's state (twice the size of the weights) in every kept checkpoint (all) or only in the newest (newest)."""
     resume: bool = False
-    """Continue from the newest checkpoint in output_dir."""
+    """Continue from the newest checkpoint in output_dir; an error when there is none."""
+    auto_resume: bool = False
+    """Continue from the newest checkpoint in output_dir if there is one, else start a new run (and say which)."""
     seed: int = 0
     """Seeds data order, torch and the vLLM engine."""
     tensorboard: bool = True
@@ -175,6 +185,7 @@ class PolicyGradient:
     def __init__(self, cfg: PolicyGradientConfig, estimator):
         self.cfg, self.estimator = cfg, estimator
         self.needs_reference = cfg.beta > 0 or estimator.needs_reference
+        self.min_group_size = estimator.min_group_size
 
     def setup(self, policy, reference, tokenizer, optimizer, model_path: str) -> None:
         self.policy, self.reference, self.tokenizer, self.optimizer = policy, reference, tokenizer, optimizer
@@ -276,19 +287,74 @@ def reward_metrics(rollouts: Rollouts) -> dict[str, float]:
     return out
 
 
+GROUP_REASON = {
+    "grpo": "its advantage is a reward relative to the group's mean, so a group of one never has a gradient",
+    "dpo": "its pairs are a correct and an incorrect completion of the same prompt",
+}
+
+
+def check_settings(cfg: RLConfig, update, algorithm: str) -> None:
+    """Refuse, before anything loads, a setting that cannot produce a gradient (a ``UserError`` saying why)."""
+    if cfg.steps < 1:
+        raise UserError(f"--steps {cfg.steps}: at least 1 step is needed to train anything")
+    if cfg.prompts_per_step < 1 or cfg.max_new_tokens < 1 or cfg.micro_batch_size < 1:
+        raise UserError("--prompts-per-step, --max-new-tokens and --micro-batch-size must be at least 1")
+    if cfg.group_size < update.min_group_size:
+        raise UserError(f"--group-size {cfg.group_size}: {algorithm.upper()} needs at least {update.min_group_size} "
+                        f"completions per prompt, because {GROUP_REASON.get(algorithm, 'it compares them')}")
+    if cfg.lr <= 0:
+        raise UserError(f"--lr {cfg.lr}: the learning rate must be positive, or no weight ever changes")
+    if cfg.temperature <= 0 and update.min_group_size > 1:
+        raise UserError(f"--temperature {cfg.temperature}: greedy sampling makes every completion of a group the same, "
+                        f"so {algorithm.upper()} has nothing to compare; use a temperature above 0")
+    if getattr(cfg, "mu", 1) < 1 or getattr(cfg, "mini_batches", 1) < 1:
+        raise UserError("--mu and --mini-batches must be at least 1")
+    if cfg.optimizer_state not in ("all", "newest"):
+        raise UserError(f"--optimizer-state {cfg.optimizer_state!r}: choose all or newest")
+
+
+@contextmanager
+def report_interrupt(out: Path):
+    """On Ctrl-C, one line saying which checkpoint ``--resume`` continues from; the exit status is 130 (``cli.run``)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        latest = latest_checkpoint(out)
+        where = (f"--resume continues from {latest} (step {int(latest.name.removeprefix('step_'))})" if latest
+                 else "no checkpoint was written yet, so --resume would have nothing to continue from")
+        print(f"\ninterrupted: {where}", file=sys.stderr, flush=True)
+        raise
+
+
+def find_checkpoint(out: Path, cfg: RLConfig) -> Path | None:
+    """The checkpoint to resume from: ``--resume`` insists on one, ``--auto-resume`` takes one if there is one."""
+    if not (cfg.resume or cfg.auto_resume):
+        return None
+    checkpoint = latest_checkpoint(out)
+    if checkpoint is None and cfg.resume:
+        raise UserError(f"--resume: no checkpoint to resume from in {out} (looked for {out / 'checkpoints'}/step_*); "
+                        "check the folder name, or use --auto-resume to start a new run when there is none")
+    if checkpoint is None:
+        print(f"--auto-resume: no checkpoint in {out}; starting a new run")
+    return checkpoint
+
+
 def train(cfg: RLConfig, update, algorithm: str) -> dict:
     """Run the loop with ``update`` (a ``PolicyGradient`` or a ``DPOUpdate``); return the report."""
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    seed_everything(cfg.seed)
-    start_time = time.perf_counter()
-
-    reward_weights = parse_weights(cfg.rewards)  # fail on a typo before loading anything
-    tasks, pools, heldout = load_tasks(cfg)
+    # --- check everything the user asked for before loading anything ---------------------
+    check_settings(cfg, update, algorithm)
+    with as_user_error():
+        reward_weights = parse_weights(cfg.rewards)
+        tasks, pools, heldout = load_tasks(cfg)
     open_ended = any(p.answer is None for pool in pools for p in pool)
     if open_ended and not cfg.reward_model:
-        raise SystemExit(f"task {cfg.task!r} has prompts without a reference answer; pass --reward-model <folder> "
-                         "(train one with scripts/train_reward_model.py)")
+        raise UserError(f"task {cfg.task!r} has prompts without a reference answer; pass --reward-model <folder> "
+                        "(train one with scripts/train_reward_model.py)")
+    model_path = resolve_model(cfg.model)
+    checkpoint = find_checkpoint(Path(cfg.output_dir), cfg)
+    out = check_output_dir(cfg.output_dir)
+    seed_everything(cfg.seed)
+    start_time = time.perf_counter()
     scorer = None
     if cfg.reward_model:
         from reasoning_rl.reward_model import RewardModelScorer
@@ -296,9 +362,7 @@ def train(cfg: RLConfig, update, algorithm: str) -> dict:
         scorer = RewardModelScorer(resolve_model(cfg.reward_model), scale=cfg.reward_model_scale, autocast=cfg.autocast)
 
     # --- model, reference, engine ------------------------------------------------------
-    model_path = resolve_model(cfg.model)
     tokenizer = load_tokenizer(model_path)
-    checkpoint = latest_checkpoint(out) if cfg.resume else None
     policy = load_policy(str(checkpoint / "policy") if checkpoint and cfg.lora_rank == 0 else model_path)
     reference = frozen_copy(load_policy(model_path)) if update.needs_reference else None  # the starting model, also on resume
     policy = prepare_policy(policy, cfg.lora_rank, cfg.lora_alpha, cfg.gradient_checkpointing)
@@ -334,102 +398,108 @@ def train(cfg: RLConfig, update, algorithm: str) -> dict:
         state["before"] = evaluate_all(cfg.eval_samples)
 
     # --- the loop --------------------------------------------------------------------------
-    bar = tqdm(range(start_step + 1, cfg.steps + 1), initial=start_step, total=cfg.steps, desc=algorithm, unit="step")
-    for step in bar:
-        level = state["level"]
-        t0 = time.perf_counter()
+    bar = tqdm(initial=start_step, total=cfg.steps, desc=algorithm, unit="step")
+    with report_interrupt(out):
+        for step in range(start_step + 1, cfg.steps + 1):
+            level = state["level"]
+            t0 = time.perf_counter()
 
-        # 1-2. rollouts: G samples per prompt in one engine call, scored by the verifiers (and the reward model)
-        t_reward = 0.0
+            # 1-2. rollouts: G samples per prompt in one engine call, scored by the verifiers (and the reward model)
+            t_reward = 0.0
 
-        def sample(k: int) -> Rollouts:
-            nonlocal t_reward
-            batch = collect_rollouts(generator, tokenizer, samplers[level].take(k), cfg.template, cfg.group_size,
-                                     cfg.temperature, cfg.top_p, cfg.max_new_tokens)
-            start = time.perf_counter()
-            score_rollouts(batch, reward_weights, cfg.max_new_tokens, cfg.overlong_cache, scorer, cfg.verify_timeout,
-                           cfg.verify_budget)
-            t_reward += time.perf_counter() - start
-            return batch
+            def sample(k: int) -> Rollouts:
+                nonlocal t_reward
+                batch = collect_rollouts(generator, tokenizer, samplers[level].take(k), cfg.template, cfg.group_size,
+                                         cfg.temperature, cfg.top_p, cfg.max_new_tokens)
+                start = time.perf_counter()
+                score_rollouts(batch, reward_weights, cfg.max_new_tokens, cfg.overlong_cache, scorer, cfg.verify_timeout,
+                               cfg.verify_budget)
+                t_reward += time.perf_counter() - start
+                return batch
 
-        rollouts = sample(cfg.prompts_per_step)
-        frac_zero_std = zero_std_groups(rollouts.rewards, cfg.group_size).float().mean().item()
-        all_rollouts = rollouts
-        if cfg.dynamic_sampling:  # DAPO: keep only groups with mixed rewards, refill the batch
-            kept, refills = [rollouts.select_groups(~zero_std_groups(rollouts.rewards, cfg.group_size))], 0
-            while sum(len(r.problems) for r in kept) < cfg.prompts_per_step and refills < cfg.max_refills:
-                extra = sample(cfg.prompts_per_step)
-                all_rollouts = Rollouts.concat([all_rollouts, extra])
-                kept.append(extra.select_groups(~zero_std_groups(extra.rewards, cfg.group_size)))
-                refills += 1
-            rollouts = Rollouts.concat(kept)
-            if len(rollouts.problems) > cfg.prompts_per_step:
-                rollouts = rollouts.select_groups(torch.arange(len(rollouts.problems)) < cfg.prompts_per_step)
-        t_generate = time.perf_counter() - t0 - t_reward
+            rollouts = sample(cfg.prompts_per_step)
+            frac_zero_std = zero_std_groups(rollouts.rewards, cfg.group_size).float().mean().item()
+            all_rollouts = rollouts
+            if cfg.dynamic_sampling:  # DAPO: keep only groups with mixed rewards, refill the batch
+                kept, refills = [rollouts.select_groups(~zero_std_groups(rollouts.rewards, cfg.group_size))], 0
+                while sum(len(r.problems) for r in kept) < cfg.prompts_per_step and refills < cfg.max_refills:
+                    extra = sample(cfg.prompts_per_step)
+                    all_rollouts = Rollouts.concat([all_rollouts, extra])
+                    kept.append(extra.select_groups(~zero_std_groups(extra.rewards, cfg.group_size)))
+                    refills += 1
+                rollouts = Rollouts.concat(kept)
+                if len(rollouts.problems) > cfg.prompts_per_step:
+                    rollouts = rollouts.select_groups(torch.arange(len(rollouts.problems)) < cfg.prompts_per_step)
+            t_generate = time.perf_counter() - t0 - t_reward
 
-        # 3. the algorithm's update
-        t1 = time.perf_counter()
-        lr = scheduler.get_last_lr()[0]
-        train_metrics = {}
-        if len(rollouts):
-            train_metrics = update(rollouts, step)
-            scheduler.step()
-        t_train = time.perf_counter() - t1
+            # 3. the algorithm's update
+            t1 = time.perf_counter()
+            lr = scheduler.get_last_lr()[0]
+            train_metrics = {}
+            if len(rollouts):
+                train_metrics = update(rollouts, step)
+                scheduler.step()
+            t_train = time.perf_counter() - t1
 
-        # 4. push the new weights into the engine
-        t_sync = generator.sync_weights(policy)
+            # 4. push the new weights into the engine
+            t_sync = generator.sync_weights(policy)
 
-        # 5. log
-        step_seconds = time.perf_counter() - t0
-        lengths_all = torch.tensor([len(c) for c in all_rollouts.completion_ids], dtype=torch.float)
-        rewards = reward_metrics(all_rollouts)
-        accuracy = rewards.get("reward/accuracy", float("nan"))
-        metrics = {
-            **rewards,
-            "train/accuracy": accuracy,
-            "train/frac_reward_zero_std": frac_zero_std,
-            "train/groups_trained": len(rollouts.problems),
-            **train_metrics,
-            **audit_metrics([v for v in all_rollouts.verdicts if v is not None]),
-            "train/lr": lr,
-            "completions/mean_length": lengths_all.mean().item(),
-            "completions/max_length": lengths_all.max().item(),
-            "completions/truncated": all_rollouts.truncated.float().mean().item(),
-            "completions/sampled_total": state.get("sampled_total", 0) + len(all_rollouts),
-            "time/generate": t_generate,
-            "time/reward": t_reward,
-            "time/train": t_train,
-            "time/sync": t_sync,
-            "time/step": step_seconds,
-            "throughput/sampled_tokens_per_s": lengths_all.sum().item() / max(t_generate, 1e-9),
-            "throughput/train_tokens_per_s": sum(map(len, rollouts.completion_ids)) / max(t_train, 1e-9),
-            "memory/peak_gib": peak_memory_gib(),
-            "curriculum/level": level,
-        }
-        state["sampled_total"] = metrics["completions/sampled_total"]
-        if cfg.eval_every and step % cfg.eval_every == 0 and step != cfg.steps and heldout[tasks[level]]:
-            metrics["heldout/greedy"] = held_out_accuracy(generator, tokenizer, heldout[tasks[level]], cfg.template, 0, cfg.max_new_tokens)["greedy"]
-        if cfg.curriculum and level + 1 < len(tasks):
-            window = (state["recent_accuracy"] + [accuracy])[-cfg.curriculum_window:]
-            state["recent_accuracy"] = window
-            if len(window) == cfg.curriculum_window and sum(window) / len(window) >= cfg.curriculum_threshold:
-                state["level"], state["recent_accuracy"] = level + 1, []
-                tqdm.write(f"step {step}: training accuracy {sum(window) / len(window):.2f} on {tasks[level]} -> moving to {tasks[level + 1]}")
-        state["cursors"] = [s.cursor for s in samplers]
-        if step == cfg.steps:
-            state["after"] = evaluate_all(cfg.eval_samples)
-            metrics.update({f"heldout/{k}": v for k, v in state["after"].get(tasks[level], {}).items()})
-        logger.log(step, metrics)
-        bar.set_postfix(reward=f"{metrics['reward/mean']:.2f}", len=f"{metrics['completions/mean_length']:.0f}",
-                        gen=f"{t_generate:.0f}s", train=f"{t_train:.0f}s")
-        if cfg.log_completions:
-            write_completions(out, step, all_rollouts)
-        if cfg.sample_every and step % cfg.sample_every == 0:
-            G = cfg.group_size
-            write_samples(out, step, [rollouts.prompts[0]] * G if len(rollouts) else [], rollouts.texts[:G],
-                          rollouts.rewards[:G].tolist(), rollouts.answers[:G])
-        if step % cfg.save_every == 0 or step == cfg.steps:
-            save_checkpoint(out, step, policy, tokenizer, optimizer, scheduler, state, extra=update.save)
+            # 5. log
+            step_seconds = time.perf_counter() - t0
+            lengths_all = torch.tensor([len(c) for c in all_rollouts.completion_ids], dtype=torch.float)
+            rewards = reward_metrics(all_rollouts)
+            accuracy = rewards.get("reward/accuracy", float("nan"))
+            metrics = {
+                **rewards,
+                "train/accuracy": accuracy,
+                "train/frac_reward_zero_std": frac_zero_std,
+                "train/groups_trained": len(rollouts.problems),
+                **train_metrics,
+                **audit_metrics([v for v in all_rollouts.verdicts if v is not None]),
+                "train/lr": lr,
+                "completions/mean_length": lengths_all.mean().item(),
+                "completions/max_length": lengths_all.max().item(),
+                "completions/truncated": all_rollouts.truncated.float().mean().item(),
+                "completions/sampled_total": state.get("sampled_total", 0) + len(all_rollouts),
+                "time/generate": t_generate,
+                "time/reward": t_reward,
+                "time/train": t_train,
+                "time/sync": t_sync,
+                "time/step": step_seconds,
+                "throughput/sampled_tokens_per_s": lengths_all.sum().item() / max(t_generate, 1e-9),
+                "throughput/train_tokens_per_s": sum(map(len, rollouts.completion_ids)) / max(t_train, 1e-9),
+                "memory/peak_gib": peak_memory_gib(),
+                "curriculum/level": level,
+            }
+            state["sampled_total"] = metrics["completions/sampled_total"]
+            if cfg.eval_every and step % cfg.eval_every == 0 and step != cfg.steps and heldout[tasks[level]]:
+                metrics["heldout/greedy"] = held_out_accuracy(generator, tokenizer, heldout[tasks[level]], cfg.template, 0, cfg.max_new_tokens)["greedy"]
+            if cfg.curriculum and level + 1 < len(tasks):
+                window = (state["recent_accuracy"] + [accuracy])[-cfg.curriculum_window:]
+                state["recent_accuracy"] = window
+                if len(window) == cfg.curriculum_window and sum(window) / len(window) >= cfg.curriculum_threshold:
+                    state["level"], state["recent_accuracy"] = level + 1, []
+                    tqdm.write(f"step {step}: training accuracy {sum(window) / len(window):.2f} on {tasks[level]} -> moving to {tasks[level + 1]}")
+            state["cursors"] = [s.cursor for s in samplers]
+            if step == cfg.steps:
+                state["after"] = evaluate_all(cfg.eval_samples)
+                metrics.update({f"heldout/{k}": v for k, v in state["after"].get(tasks[level], {}).items()})
+            logger.log(step, metrics)
+            bar.set_postfix(reward=f"{metrics['reward/mean']:.2f}", len=f"{metrics['completions/mean_length']:.0f}",
+                            gen=f"{t_generate:.0f}s", train=f"{t_train:.0f}s", refresh=False)
+            if step < cfg.steps:
+                bar.update()  # the last step is drawn once, by close() (a log file would get it twice)
+            if cfg.log_completions:
+                write_completions(out, step, all_rollouts)
+            if cfg.sample_every and step % cfg.sample_every == 0:
+                G = cfg.group_size
+                write_samples(out, step, [rollouts.prompts[0]] * G if len(rollouts) else [], rollouts.texts[:G],
+                              rollouts.rewards[:G].tolist(), rollouts.answers[:G])
+            if step % cfg.save_every == 0 or step == cfg.steps:
+                save_checkpoint(out, step, policy, tokenizer, optimizer, scheduler, state, extra=update.save,
+                            optimizer_state=cfg.optimizer_state)
+        bar.n = cfg.steps
+        bar.close()
     logger.close()
 
     # --- report ----------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from reasoning_rl.cli import run
 from reasoning_rl.config import parse_config
 from rewards import TRAIN_TIMEOUT, VerifierPool
 
@@ -95,4 +96,4 @@ def main(cfg: Config) -> dict:
 
 
 if __name__ == "__main__":
-    main(parse_config(Config, description=__doc__))
+    run(main, Config, __doc__)

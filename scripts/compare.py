@@ -25,6 +25,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from reasoning_rl.cli import run
 from reasoning_rl.config import parse_config
 from reasoning_rl.tracking import read_metrics
 from reasoning_rl.training import format_seconds
@@ -169,4 +170,4 @@ def main(cfg: Config) -> str:
 
 
 if __name__ == "__main__":
-    main(parse_config(Config, description=__doc__))
+    run(main, Config, __doc__)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import tyro
 
+from reasoning_rl.cli import run
 from reasoning_rl.config import parse_config
 
 
@@ -40,7 +41,12 @@ def ks_of(summary: dict) -> list[int]:
     return sorted(int(key[5:]) for key in summary if key.startswith("pass@") and key[5:].isdigit())
 
 
+USAGE = "usage: compare_evals.py RUN [RUN ...] [--labels NAME ...] [--output-dir DIR], each RUN an evaluate.py output folder"
+
+
 def main(cfg: Config) -> str:
+    if not cfg.runs:
+        raise SystemExit(f"no runs to compare; {USAGE}")
     labels = list(cfg.labels) or [Path(r).name for r in cfg.runs]
     if len(labels) != len(cfg.runs):
         raise SystemExit(f"{len(cfg.runs)} runs but {len(labels)} labels")
@@ -82,4 +88,4 @@ def main(cfg: Config) -> str:
 
 
 if __name__ == "__main__":
-    main(parse_config(Config, description=__doc__))
+    run(main, Config, __doc__)

@@ -2,6 +2,7 @@
 
     python scripts/evaluate.py --model smollm2-135m-instruct --benchmark gsm8k --limit 8 --n 4 --k 1,4 --output-dir OUT
     python scripts/evaluate.py --model runs/grpo/checkpoints/step_000024 --benchmark gsm8k math500 --temperature 0
+    python scripts/evaluate.py --benchmark jsonl --data-path my_quiz.jsonl   # rows {"question": ..., "answer": ...}
 
 Writes, per benchmark, ``OUT/<benchmark>/samples.jsonl`` (one line per problem: prompt,
 completions, extracted answers, correctness), ``summary.json`` and ``summary.md``. With one
@@ -16,7 +17,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from data_prep import load_problems
+from data_prep.benchmarks import data_label
 from eval import evaluate
+from reasoning_rl.cli import UserError, as_user_error, check_output_dir, run
 from reasoning_rl.config import parse_config
 from reasoning_rl.generation import make_generator
 from reasoning_rl.models import load_policy, load_tokenizer, resolve_model
@@ -27,9 +30,10 @@ class Config:
     model: str = "smollm2-135m-instruct"
     """Embedded short name, Hub name, local folder or a training checkpoint folder."""
     benchmark: tuple[str, ...] = ("gsm8k",)
-    """One or more of gsm8k, math, math500, aime24, amc23, minerva_math, olympiadbench."""
+    """One or more of gsm8k, math, math500, aime24, amc23, minerva_math, olympiadbench; or jsonl, a data set of your
+    own given by --data-path (a JSONL file or Hub data set with a 'question' or 'problem' field and an 'answer' field)."""
     data_path: str | None = None
-    """JSONL file, data folder or Hub data set (default: ../shared/data, else the Hub)."""
+    """JSONL file, data folder or Hub data set (default: ../shared/data, else the Hub); with --benchmark jsonl, your file."""
     split: str = "test"
     """Data split."""
     template: str = "chat_boxed"
@@ -77,24 +81,52 @@ def markdown_table(summary: dict, ks: list[int]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(cfg: Config) -> dict[str, dict]:
-    ks = sorted({int(k) for k in cfg.k.split(",")})
+def check_options(cfg: Config) -> list[int]:
+    """The k values; a ``UserError`` for any option that cannot work (before anything loads)."""
+    try:
+        ks = sorted({int(k) for k in cfg.k.split(",")})
+    except ValueError:
+        raise UserError(f"--k {cfg.k!r}: give whole numbers separated by commas, e.g. 1,4") from None
+    if cfg.n < 1 or cfg.max_new_tokens < 1 or cfg.chunk_size < 1 or min(ks) < 1:
+        raise UserError("--n, --k, --max-new-tokens and --chunk-size must be at least 1")
     if max(ks) > cfg.n:
-        raise SystemExit(f"--k {cfg.k}: every k must be at most --n {cfg.n}")
+        raise UserError(f"--k {cfg.k}: every k must be at most --n {cfg.n}")
     if cfg.temperature is None:
         cfg.temperature = 0.0 if cfg.n == 1 else 1.0
+    if cfg.temperature < 0 or not 0 < cfg.top_p <= 1:
+        raise UserError("--temperature must be at least 0 and --top-p in (0, 1]")
     if cfg.temperature == 0 and cfg.n > 1:
-        raise SystemExit("--temperature 0 is greedy decoding: all n samples would be the same; use --n 1")
+        raise UserError("--temperature 0 is greedy decoding: all n samples would be the same; use --n 1")
+    if cfg.limit is not None and cfg.limit < 1:
+        raise UserError("--limit must be at least 1")
+    return ks
+
+
+def load_benchmarks(cfg: Config) -> dict[str, list]:
+    """label -> problems for each benchmark; a ``UserError`` for an unknown name or a file without usable rows."""
+    loaded = {}
+    for benchmark in cfg.benchmark:
+        with as_user_error():
+            problems = load_problems(benchmark, cfg.split, cfg.data_path, cfg.limit, check_references=True,
+                                     drop_unparseable=cfg.drop_unparseable_references)
+        loaded[data_label(benchmark, cfg.data_path)] = problems
+    return loaded
+
+
+def main(cfg: Config) -> dict[str, dict]:
+    # --- everything the user asked for is checked before the engine starts ---------------
+    ks = check_options(cfg)
+    benchmarks = load_benchmarks(cfg)
     model_path = resolve_model(cfg.model)
+    check_output_dir(cfg.output_dir)
+
     tokenizer = load_tokenizer(model_path)
     policy = load_policy(model_path) if cfg.backend == "hf" else None
     generator = make_generator(cfg.backend, model_path, policy, tokenizer, seed=cfg.seed,
                                memory_fraction=cfg.vllm_memory_fraction, max_model_len=cfg.max_model_len)
     summaries = {}
-    for benchmark in cfg.benchmark:
-        out = Path(cfg.output_dir) / benchmark if len(cfg.benchmark) > 1 else Path(cfg.output_dir)
-        problems = load_problems(benchmark, cfg.split, cfg.data_path, cfg.limit, check_references=True,
-                                 drop_unparseable=cfg.drop_unparseable_references)
+    for benchmark, problems in benchmarks.items():
+        out = Path(cfg.output_dir) / benchmark if len(benchmarks) > 1 else Path(cfg.output_dir)
         print(f"{benchmark}: {len(problems)} problems x {cfg.n} samples, {cfg.template} template -> {out}")
         _, summary = evaluate(generator, tokenizer, problems, cfg.template, cfg.n, ks, cfg.temperature, cfg.top_p,
                               cfg.max_new_tokens, out, cfg.chunk_size)
@@ -111,4 +143,4 @@ def main(cfg: Config) -> dict[str, dict]:
 
 
 if __name__ == "__main__":
-    main(parse_config(Config, description=__doc__))
+    run(main, Config, __doc__)

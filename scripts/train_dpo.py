@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from data_prep.preferences import heldout_split, load_preference_pairs
 from reasoning_rl.checkpoint import save_checkpoint
+from reasoning_rl.cli import run
 from reasoning_rl.config import parse_config
 from reasoning_rl.dpo import DPOUpdate
 from reasoning_rl.models import load_policy, load_tokenizer, resolve_model
@@ -131,4 +132,4 @@ def main(cfg: Config) -> dict:
 
 
 if __name__ == "__main__":
-    main(parse_config(Config, description=__doc__))
+    run(main, Config, __doc__)

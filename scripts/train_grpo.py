@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from reasoning_rl.cli import run
 from reasoning_rl.config import parse_config
 from reasoning_rl.estimators import GroupRelative
 from reasoning_rl.trainer import PolicyGradient, PolicyGradientConfig, train
@@ -41,4 +42,4 @@ def main(cfg: Config) -> dict:
 
 
 if __name__ == "__main__":
-    main(parse_config(Config, description=__doc__))
+    run(main, Config, __doc__)

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from data_prep.preferences import heldout_split, load_preference_pairs
 from reasoning_rl.checkpoint import atomic_folder
+from reasoning_rl.cli import run
 from reasoning_rl.config import parse_config
 from reasoning_rl.losses import bradley_terry_loss
 from reasoning_rl.models import load_tokenizer, resolve_model
@@ -181,4 +182,4 @@ def plot(metrics: list[dict], path: Path, title: str) -> None:
 
 
 if __name__ == "__main__":
-    main(parse_config(Config, description=__doc__))
+    run(main, Config, __doc__)

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from data_prep import load_problems, read_jsonl
 from data_prep.benchmarks import default_data_dir
+from reasoning_rl.cli import run
 from reasoning_rl.config import parse_config
 from rewards import Verdict, accuracy_verdicts, default_pool
 from rewards.verify import normalize
@@ -215,4 +216,4 @@ def main(cfg: Config):
 
 
 if __name__ == "__main__":
-    main(parse_config(Config, description=__doc__))
+    run(main, Config, __doc__)

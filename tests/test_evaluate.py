@@ -7,8 +7,11 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 import evaluate as evaluate_script
 from conftest import ROOT
+from reasoning_rl.cli import UserError
 
 
 def test_evaluate_writes_summary_and_samples(tiny_model, tmp_path, shared_data):
@@ -31,12 +34,8 @@ def test_evaluate_writes_summary_and_samples(tiny_model, tmp_path, shared_data):
 def test_k_above_n_is_a_clear_error(tiny_model, tmp_path):
     cfg = evaluate_script.parse_config(evaluate_script.Config, ["--model", str(tiny_model), "--n", "2", "--k", "1,4",
                                                                 "--output-dir", str(tmp_path)])
-    try:
+    with pytest.raises(UserError, match="at most --n 2"):
         evaluate_script.main(cfg)
-    except SystemExit as error:
-        assert "at most --n 2" in str(error)
-    else:
-        raise AssertionError("k > n was accepted")
 
 
 def test_killed_evaluation_resumes_without_regenerating(tiny_model, tmp_path, shared_data):

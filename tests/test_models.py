@@ -2,6 +2,8 @@ import sys
 
 import pytest
 
+from reasoning_rl.cli import UserError
+
 from reasoning_rl import models
 
 
@@ -25,7 +27,11 @@ def test_corrupt_gguf_file_says_what_to_run(monkeypatch, tmp_path):
     sys.modules.pop("fake_gguf_pkg", None)
 
 
-def test_names_and_folders(tmp_path, tiny_model):
+def test_names_and_folders(tmp_path, tiny_model, monkeypatch):
+    import huggingface_hub
+
+    # a Hub name that is in the local cache passes through unchanged (an uncached one: tests/test_user_errors.py)
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda repo, name: f"/cache/{repo}/{name}")
     assert models.resolve_model("Qwen/Qwen2.5-0.5B-Instruct") == "Qwen/Qwen2.5-0.5B-Instruct"
     assert models.resolve_model(str(tiny_model)) == str(tiny_model)
     checkpoint = tmp_path / "step_000001"
@@ -34,7 +40,7 @@ def test_names_and_folders(tmp_path, tiny_model):
     assert models.resolve_model(str(checkpoint)) == str(checkpoint / "policy")
     with pytest.raises(ValueError, match="unknown model 'smollm3'"):
         models.resolve_model("smollm3")
-    with pytest.raises(FileNotFoundError, match="no config.json"):
+    with pytest.raises(UserError, match="no config.json"):
         models.resolve_model(str(tmp_path))
 
 

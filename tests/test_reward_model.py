@@ -3,6 +3,8 @@
 import json
 
 import pytest
+
+from reasoning_rl.cli import UserError
 import torch
 
 from data_prep.preferences import heldout_split, load_preference_pairs, open_ended_problems, split_dialogues
@@ -95,7 +97,7 @@ def test_open_ended_prompts_without_a_reward_model_are_refused(tiny_model, share
 
     cfg = train_grpo.parse_config(train_grpo.Config, ["--model", str(tiny_model), "--output-dir", str(tmp_path), *TINY_RUN,
                                                       "--task", "arith:add_1d+hh_rlhf"])
-    with pytest.raises(SystemExit, match="--reward-model"):
+    with pytest.raises(UserError, match="--reward-model"):
         train_grpo.main(cfg)
 
 

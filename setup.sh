@@ -7,7 +7,10 @@ cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
 
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-PIP=(.venv/bin/python -m pip install -q --disable-pip-version-check)
+PIP=(quiet_pip .venv/bin/python -m pip install -q --disable-pip-version-check)
+# pip warns about every index folder in the machine's pip configuration that does not exist; nothing
+# to act on here, so exactly that message is dropped (every other warning and error still shows).
+quiet_pip() { "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
 if [ "${GPU:-0}" = "1" ]; then
   "${PIP[@]}" vllm                       # pulls its matching CUDA torch
 else

@@ -314,11 +314,12 @@ def check_settings(cfg: RLConfig, update, algorithm: str) -> None:
 
 
 @contextmanager
-def report_interrupt(out: Path):
+def report_interrupt(out: Path, bar):
     """On Ctrl-C, one line saying which checkpoint ``--resume`` continues from; the exit status is 130 (``cli.run``)."""
     try:
         yield
     except KeyboardInterrupt:
+        bar.close()  # drawn once, before the message (not again at exit)
         latest = latest_checkpoint(out)
         where = (f"--resume continues from {latest} (step {int(latest.name.removeprefix('step_'))})" if latest
                  else "no checkpoint was written yet, so --resume would have nothing to continue from")
@@ -399,7 +400,7 @@ def train(cfg: RLConfig, update, algorithm: str) -> dict:
 
     # --- the loop --------------------------------------------------------------------------
     bar = tqdm(initial=start_step, total=cfg.steps, desc=algorithm, unit="step")
-    with report_interrupt(out):
+    with report_interrupt(out, bar):
         for step in range(start_step + 1, cfg.steps + 1):
             level = state["level"]
             t0 = time.perf_counter()

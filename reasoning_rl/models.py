@@ -105,6 +105,7 @@ def _convert_embedded(name: str) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     print(f"converting {gguf.name} to safetensors in {target} (once, about 20 s)")
+    quiet_transformers()  # the de-quantizing bar stays: it is the 20 s being announced
     try:
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)

@@ -125,23 +125,27 @@ def score_rollouts(rollouts: Rollouts, weights: dict[str, float], max_new_tokens
     rollouts.rewards = total
 
 
-def micro_batches(rollouts: Rollouts, size: int) -> list[list[int]]:
-    """Row indices in micro-batches of ``size``, similar lengths together (less padding to compute)."""
-    order = sorted(range(len(rollouts)), key=lambda i: len(rollouts.prompt_ids[i]) + len(rollouts.completion_ids[i]))
+def micro_batches(rollouts: Rollouts, size: int, rows: list[int] | None = None) -> list[list[int]]:
+    """Row indices (all, or ``rows``) in micro-batches of ``size``, similar lengths together (less padding)."""
+    order = sorted(range(len(rollouts)) if rows is None else rows,
+                   key=lambda i: len(rollouts.prompt_ids[i]) + len(rollouts.completion_ids[i]))
     return [order[i : i + size] for i in range(0, len(order), size)]
 
 
 @torch.no_grad()
-def per_token(rollouts: Rollouts, pad_id: int, micro_batch_size: int, fn: Callable) -> torch.Tensor:
-    """``[B * G, T]``: ``fn(input_ids, attention_mask, T) -> [b, T]`` over micro-batches, zeros on padding."""
+def per_token(rollouts: Rollouts, pad_id: int, micro_batch_size: int, fn: Callable,
+              rows: list[int] | None = None) -> torch.Tensor:
+    """``[B * G, T]``: ``fn(input_ids, attention_mask, T) -> [b, T]`` over micro-batches of all rows (or of
+    ``rows``; the others stay 0), zeros on padding."""
     out = torch.zeros_like(rollouts.completion_mask())
-    for rows in micro_batches(rollouts, micro_batch_size):
+    for rows in micro_batches(rollouts, micro_batch_size, rows):
         ids, attention, mask = rollouts.pack(rows, pad_id)
         out[rows, : mask.shape[1]] = fn(ids, attention, mask.shape[1]) * mask
     return out
 
 
-def rollout_logprobs(model, rollouts: Rollouts, pad_id: int, micro_batch_size: int, autocast: bool) -> torch.Tensor:
-    """``[B * G, T]`` log-probs of every sampled token under ``model`` (zeros on padding)."""
+def rollout_logprobs(model, rollouts: Rollouts, pad_id: int, micro_batch_size: int, autocast: bool,
+                     rows: list[int] | None = None) -> torch.Tensor:
+    """``[B * G, T]`` log-probs of every sampled token (of all rows, or of ``rows``) under ``model`` (zeros on padding)."""
     return per_token(rollouts, pad_id, micro_batch_size,
-                     lambda ids, attention, T: completion_logprobs(model, ids, attention, T, autocast=autocast)[0])
+                     lambda ids, attention, T: completion_logprobs(model, ids, attention, T, autocast=autocast)[0], rows)

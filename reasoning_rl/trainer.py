@@ -172,6 +172,10 @@ class PolicyGradientConfig(RLConfig):
     """Upper clip: 1 + clip_high. DAPO's clip-higher uses 0.28."""
     loss_aggregation: str = "sequence_mean"
     """sequence_mean (GRPO), token_mean (DAPO, PPO) or sequence_sum (Dr. GRPO)."""
+    skip_zero_advantage: bool = True
+    """Neither forward nor back-propagate rows whose advantage is exactly 0 when nothing else in the loss touches them
+    (beta = 0, one advantage per completion): the same step for less compute. Not applicable to PPO's per-token
+    advantages or with beta > 0 (the run says so once)."""
 
 
 class PolicyGradient:
@@ -197,40 +201,62 @@ class PolicyGradient:
     def load(self, folder: Path) -> None:
         self.estimator.load(folder)
 
-    def mini_batches(self, rollouts: Rollouts, step: int, epoch: int) -> list[list[list[int]]]:
-        """Mini-batches of micro-batches of row indices. One mini-batch: all rows, by length."""
+    def mini_batches(self, rollouts: Rollouts, step: int, epoch: int) -> list[list[int]]:
+        """The row indices of each mini-batch (one optimizer step each). One mini-batch: all rows."""
         cfg = self.cfg
-        if cfg.mini_batches <= 1:
-            return [micro_batches(rollouts, cfg.micro_batch_size)]
         rows = list(range(len(rollouts)))
+        if cfg.mini_batches <= 1:
+            return [rows]
         random.Random(f"{cfg.seed}/{step}/{epoch}").shuffle(rows)
-        out = []
-        for k in range(cfg.mini_batches):
-            part = sorted(rows[k :: cfg.mini_batches], key=lambda i: len(rollouts.prompt_ids[i]) + len(rollouts.completion_ids[i]))
-            if part:
-                out.append([part[i : i + cfg.micro_batch_size] for i in range(0, len(part), cfg.micro_batch_size)])
-        return out
+        return [part for k in range(cfg.mini_batches) if (part := rows[k :: cfg.mini_batches])]
+
+    def skipped_rows(self, advantages: torch.Tensor) -> torch.Tensor:
+        """``[N]`` bool: rows that cannot contribute to the loss or its gradient, so they are never forwarded.
+
+        With beta = 0 and one advantage per completion, a row's loss term is ``-min(r A, clip(r) A)``:
+        exactly 0, with a gradient exactly 0, when ``A = 0``, on every pass (``mu > 1`` too, since A does
+        not change between passes). The normalisers (sequences, tokens) keep their whole-batch counts,
+        so the step is the same step. With a KL term (beta > 0) or per-token advantages (PPO) every
+        row can contribute, and nothing is skipped.
+        """
+        skip = torch.zeros(advantages.shape[0], dtype=torch.bool)
+        if not self.cfg.skip_zero_advantage:
+            return skip
+        if self.cfg.beta > 0 or advantages.ndim != 1:
+            if not getattr(self, "_said_not_applicable", False):
+                why = "beta > 0 puts a KL term on every row" if self.cfg.beta > 0 else "PPO's advantages are per token"
+                tqdm.write(f"--skip-zero-advantage does not apply here ({why}): every row is trained")
+                self._said_not_applicable = True
+            return skip
+        return advantages == 0
 
     def __call__(self, rollouts: Rollouts, step: int) -> dict[str, float]:
         cfg, policy, pad = self.cfg, self.policy, self.tokenizer.pad_token_id
         updates = cfg.mu * max(1, cfg.mini_batches)
+        # GRPO's advantages need only the rewards, so rows that cannot contribute are known before any
+        # forward pass; PPO's need the old log-probs and the critic first, and skip nothing.
+        early = None if self.estimator.needs_old_logprobs else self.estimator.advantages(rollouts, None, None)
+        skip = self.skipped_rows(early[0]) if early else torch.zeros(len(rollouts), dtype=torch.bool)
+        kept = (~skip).nonzero().flatten().tolist()
         # log-probs at sampling time: the ratio's denominator after the first update, and PPO's KL reward
         old_logprobs = None
         if updates > 1 or self.estimator.needs_old_logprobs:
-            old_logprobs = rollout_logprobs(policy, rollouts, pad, cfg.micro_batch_size, cfg.autocast)
+            old_logprobs = rollout_logprobs(policy, rollouts, pad, cfg.micro_batch_size, cfg.autocast, kept)
         ref_logprobs = None
         if self.reference is not None:
-            ref_logprobs = rollout_logprobs(self.reference, rollouts, pad, cfg.micro_batch_size, cfg.autocast)
+            ref_logprobs = rollout_logprobs(self.reference, rollouts, pad, cfg.micro_batch_size, cfg.autocast, kept)
 
         # the one algorithm-specific line: [N] (GRPO) or [N, T] (PPO) advantages
-        advantages, metrics = self.estimator.advantages(rollouts, old_logprobs, ref_logprobs)
+        advantages, metrics = early or self.estimator.advantages(rollouts, old_logprobs, ref_logprobs)
 
         sums = dict.fromkeys(["loss", "clip_fraction", "kl", "entropy", "grad_norm"], 0.0)
         n_steps = 0
         for epoch in range(cfg.mu):
-            for mini in self.mini_batches(rollouts, step, epoch):
-                n_seq = sum(map(len, mini))
-                n_tok = sum(len(rollouts.completion_ids[i]) for rows in mini for i in rows)
+            for part in self.mini_batches(rollouts, step, epoch):
+                n_seq = len(part)  # the normalisers count every row, skipped or not
+                n_tok = sum(len(rollouts.completion_ids[i]) for i in part)
+                mini = micro_batches(rollouts, cfg.micro_batch_size, [i for i in part if not skip[i]])
+                n_run = max(1, sum(len(rollouts.completion_ids[i]) for rows in mini for i in rows))  # tokens forwarded
                 self.optimizer.zero_grad(set_to_none=True)
                 for rows in mini:
                     ids, attention, mask = rollouts.pack(rows, pad)
@@ -242,19 +268,23 @@ class PolicyGradient:
                     loss, m = policy_loss(logprobs, old, adv, mask, ref, cfg.beta, cfg.clip_low, cfg.clip_high,
                                           cfg.loss_aggregation, n_seq, n_tok, cfg.max_new_tokens)
                     loss.backward()
-                    share = mask.sum().item() / n_tok  # token-weighted average of the per-micro-batch metrics
+                    share = mask.sum().item() / n_run  # token-weighted average over the rows forwarded
                     sums["loss"] += loss.item()
-                    sums["entropy"] += (entropy * mask).sum().item() / n_tok
+                    sums["entropy"] += (entropy * mask).sum().item() / n_run
                     for key in ("clip_fraction", "kl"):
                         sums[key] += m[key] * share
                     for key, value in self.estimator.backward(rows, ids, attention, mask, share).items():
                         sums[key] = sums.get(key, 0.0) + value
+                for p in policy.parameters():  # every row skipped: the plain path's gradient is exactly 0,
+                    if p.requires_grad and p.grad is None:  # and AdamW still steps (momentum, decay)
+                        p.grad = torch.zeros_like(p)
                 sums["grad_norm"] += torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm).item()
                 self.optimizer.step()
                 for key, value in self.estimator.step().items():
                     sums[key] = sums.get(key, 0.0) + value
                 n_steps += 1
         metrics.update({f"train/{k}": v / n_steps for k, v in sums.items()})
+        metrics["train/rows_skipped"] = int(skip.sum())
         return metrics
 
 

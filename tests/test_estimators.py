@@ -5,6 +5,7 @@ import torch
 
 from reasoning_rl.dpo import pairs_from_groups
 from reasoning_rl.estimators import GAECritic, GroupRelative
+from reasoning_rl.rollout import micro_batches
 from reasoning_rl.trainer import PolicyGradient, PolicyGradientConfig, reward_metrics
 from test_rollout import make_rollouts
 
@@ -60,7 +61,6 @@ def test_mini_batches_cover_every_row_once_per_epoch_and_shuffle_between_epochs(
     epochs = [update.mini_batches(r, step=1, epoch=e) for e in range(2)]
     for minis in epochs:
         assert len(minis) == 2
-        assert sorted(i for mini in minis for micro in mini for i in micro) == list(range(8))
-        assert all(len(micro) <= 3 for mini in minis for micro in mini)
-    assert [sorted(i for micro in mini for i in micro) for mini in epochs[0]] != \
-           [sorted(i for micro in mini for i in micro) for mini in epochs[1]]
+        assert sorted(i for mini in minis for i in mini) == list(range(8))
+        assert all(len(micro) <= 3 for mini in minis for micro in micro_batches(r, 3, mini))
+    assert [sorted(mini) for mini in epochs[0]] != [sorted(mini) for mini in epochs[1]]

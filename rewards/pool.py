@@ -103,9 +103,10 @@ class VerifierPool:
         deadline = time.monotonic() + budget if budget is not None else float("inf")
         cursor = iter(range(len(tasks)))
         cursor_lock = threading.Lock()
+        failures: list[BaseException] = []  # a worker that cannot start is an error, not a row of timeouts
 
         def serve(worker: _Worker) -> None:
-            while True:
+            while not failures:
                 with cursor_lock:
                     i = next(cursor, None)
                 if i is None:
@@ -113,7 +114,10 @@ class VerifierPool:
                 start = time.monotonic()
                 if start >= deadline:  # the batch's budget is spent: unscored, counted as a timeout
                     continue
-                results[i] = (worker.ask(tasks[i], min(timeout, deadline - start)), time.monotonic() - start)
+                try:
+                    results[i] = (worker.ask(tasks[i], min(timeout, deadline - start)), time.monotonic() - start)
+                except RuntimeError as error:
+                    failures.append(error)
 
         with self._lock:
             active = self.workers[: max(1, min(len(self.workers), len(tasks)))]
@@ -125,6 +129,8 @@ class VerifierPool:
                     t.start()
                 for t in threads:
                     t.join()
+        if failures:
+            raise failures[0]
         return results
 
     def close(self) -> None:

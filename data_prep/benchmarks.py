@@ -92,10 +92,11 @@ def _any_jsonl(source: str):
     """
     def convert(row: dict, i: int, split: str) -> Problem:
         question = _text(row, "question", "problem", "prompt")
-        answer = row.get("answer")
-        if answer is None or not str(answer).strip():
+        answer = "" if row.get("answer") is None else str(row["answer"]).strip()  # 0 is an answer
+        if not answer:
             raise ValueError("no 'answer' field")
-        answer = str(answer).split("####")[-1].strip().removesuffix(".0") if "####" in str(answer) else str(answer).strip()
+        if "####" in answer:  # a GSM8K-style worked answer: the number after ####
+            answer = answer.split("####")[-1].strip().removesuffix(".0")
         return Problem(f"{source}/{row.get('id', i)}", question, answer, source)
 
     return convert

@@ -190,6 +190,7 @@ class PolicyGradient:
         self.cfg, self.estimator = cfg, estimator
         self.needs_reference = cfg.beta > 0 or estimator.needs_reference
         self.min_group_size = estimator.min_group_size
+        self._said_skip_not_applicable = False
 
     def setup(self, policy, reference, tokenizer, optimizer, model_path: str) -> None:
         self.policy, self.reference, self.tokenizer, self.optimizer = policy, reference, tokenizer, optimizer
@@ -223,10 +224,10 @@ class PolicyGradient:
         if not self.cfg.skip_zero_advantage:
             return skip
         if self.cfg.beta > 0 or advantages.ndim != 1:
-            if not getattr(self, "_said_not_applicable", False):
+            if not self._said_skip_not_applicable:
                 why = "beta > 0 puts a KL term on every row" if self.cfg.beta > 0 else "PPO's advantages are per token"
                 tqdm.write(f"--skip-zero-advantage does not apply here ({why}): every row is trained")
-                self._said_not_applicable = True
+                self._said_skip_not_applicable = True
             return skip
         return advantages == 0
 

@@ -15,7 +15,7 @@ import logging
 import sys
 import warnings
 
-from rewards.verify import _BASE_RE, Verdict, _for_sympy, as_number, compare, grade, is_word, normalize
+from rewards.verify import Verdict, compare, grade, reference_readable
 
 
 def raw_math_verify(completion: str, reference: str, timeout: float) -> Verdict:
@@ -29,36 +29,18 @@ def raw_math_verify(completion: str, reference: str, timeout: float) -> Verdict:
     return Verdict(bool(gold and pred and verify(gold, pred, timeout_seconds=seconds)), "math_verify", answer)
 
 
-def reference_parses(reference: str, timeout: float) -> bool:
-    """Can the verifier read this reference answer (a number, a word, or something math-verify parses)?"""
-    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
-
-    normal = normalize(reference)
-    if as_number(normal) is not None or is_word(normal) or _BASE_RE.match(normal):
-        return True
-    config = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
-    parsed = parse(f"\\boxed{{{_for_sympy(reference)}}}", extraction_config=config, parsing_timeout=max(1, math.ceil(timeout)))
-    return any(not isinstance(p, str) for p in parsed)
-
-
 def run(task: list) -> Verdict:
     kind, text, reference, timeout = task
     if kind == "grade":
-        return grade(text, reference, timeout)
-    if kind == "reference":
-        try:
-            return Verdict(reference_parses(text, timeout), "reference")
-        except BaseException:
-            return Verdict(False, "error")
-    if kind == "raw":
-        try:
-            return raw_math_verify(text, reference, timeout)
-        except BaseException:
-            return Verdict(False, "error")
+        return grade(text, reference, timeout)  # never raises: its verdict says what went wrong
     try:
+        if kind == "reference":
+            return Verdict(reference_readable(text, timeout), "reference")
+        if kind == "raw":
+            return raw_math_verify(text, reference, timeout)
         return Verdict(*compare(text, reference, timeout), answer=text)
     except BaseException:  # a timeout or a parser crash means "not shown equivalent"
-        return Verdict(False, "error", answer=text)
+        return Verdict(False, "error", answer=text if kind == "compare" else None)
 
 
 def main() -> None:

@@ -163,8 +163,8 @@ def _has_math(text: str) -> bool:
     return bool(_MATH_RE.search(text) or _COMMAND_RE.search(text))
 
 
-def bare_latex(text: str) -> str | None:
-    """The last run of LaTeX written without delimiters ("so it is \\frac13."), or None.
+def bare_latex(text: str) -> tuple[str, int] | None:
+    """The last run of LaTeX written without delimiters ("so it is \\frac13."), with where it ends, or None.
 
     A run grows from the last math command over anything mathematical (commands, braces,
     digits, operators, single-letter variables) and stops at a word of prose.
@@ -197,27 +197,36 @@ def bare_latex(text: str) -> str | None:
             break
         hi += 1
     run = "".join(tok for _, tok in tokens[lo:hi]).strip(" ,=")
-    return run or None
+    end = tokens[hi][0] if hi < len(tokens) else len(text)
+    return (run, end) if run else None
 
 
-def last_math(text: str) -> str | None:
-    """The content of the last ``$...$``/``$$...$$``/``\\(...\\)``/``\\[...\\]``, else the last bare LaTeX run."""
+def last_math_span(text: str) -> tuple[str, int] | None:
+    """The last mathematical expression of ``text`` and the index where it ends, or None.
+
+    The content of the last ``$...$``/``$$...$$``/``\\(...\\)``/``\\[...\\]`` (with the expressions listed
+    right before it: "$x = 2$, $x = -3$", as math-verify does), unless bare LaTeX comes after it.
+    """
     matches = list(_MATH_RE.finditer(text))
     delimited = matches[-1] if matches else None
     bare_from = delimited.end() if delimited else 0
-    # bare LaTeX after the last delimited expression is the later one
-    bare = bare_latex(text[bare_from:]) if _COMMAND_RE.search(text[bare_from:]) else None
-    if bare:
-        return bare
-    if delimited:  # with the expressions listed right before it: "$x = 2$, $x = -3$" (as math-verify)
+    if bare := bare_latex(text[bare_from:]):  # bare LaTeX after the last delimited expression is the later one
+        return bare[0], bare_from + bare[1]
+    if delimited:
         listed = [delimited]
         for prev in reversed(matches[:-1]):
             if len(listed) == 6 or not _LIST_JOINER_RE.match(text[prev.end() : listed[0].start()]):
                 break
             listed.insert(0, prev)
         inner = ", ".join(m.group(m.lastindex).strip().rstrip(".,").strip() for m in listed)
-        return inner or None
+        return (inner, delimited.end()) if inner else None
     return None
+
+
+def last_math(text: str) -> str | None:
+    """The last mathematical expression of ``text`` (see ``last_math_span``), or None."""
+    span = last_math_span(text)
+    return span[0] if span else None
 
 
 # --- prose ---------------------------------------------------------------------------------
@@ -243,10 +252,10 @@ def extract_final(text: str) -> Extracted | None:
     if (answer := answer_phrase(text)) is not None:
         return Extracted(answer, "answer_is")
     if _has_math(text):
-        answer = last_math(text)
-        if not answer:
+        if (span := last_math_span(text)) is None:
             return None
-        tail = text[text.rfind(answer) + len(answer):]
+        answer, end = span
+        tail = text[end:]  # a number stated after the expression ("$3 + 9$ is 12")
         return Extracted(answer, "latex", None if _has_math(tail) else last_number(tail))
     if (answer := last_number(text)) is not None:
         return Extracted(answer, "last_number")

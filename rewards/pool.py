@@ -80,23 +80,23 @@ class VerifierPool:
         """One verdict per (completion, reference), in order. Never raises for a bad completion, never hangs."""
         if len(completions) != len(references):
             raise ValueError(f"{len(completions)} completions but {len(references)} references")
-        tasks = [["grade", c, r, timeout] for c, r in zip(completions, references)]
-        return [Verdict(**v) if v else Verdict(False, "timeout", seconds=s) for v, s in self._run(tasks, timeout, budget)]
+        return self._verdicts([["grade", c, r, timeout] for c, r in zip(completions, references)], timeout, budget)
 
     def raw_math_verify(self, completions: list[str], references: list[str], timeout: float = EVAL_TIMEOUT) -> list[Verdict]:
         """math-verify alone, with its default extraction (for audits: ``scripts/verify_quality.py --audit``)."""
-        tasks = [["raw", c, r, timeout] for c, r in zip(completions, references)]
-        return [Verdict(**v) if v else Verdict(False, "timeout", seconds=s) for v, s in self._run(tasks, timeout, None)]
+        return self._verdicts([["raw", c, r, timeout] for c, r in zip(completions, references)], timeout)
 
     def references_parse(self, references: list[str], timeout: float = EVAL_TIMEOUT) -> list[bool]:
         """For each reference answer: can the verifier read it (see ``data_prep.checks``)?"""
-        results = self._run([["reference", r, "", timeout] for r in references], timeout, None)
-        return [bool(v and v["correct"]) for v, _ in results]
+        return [v.correct for v in self._verdicts([["reference", r, "", timeout] for r in references], timeout)]
 
     def equivalent(self, pred: str, gold: str, timeout: float = EVAL_TIMEOUT) -> bool:
         """Are two answer strings the same answer (no extraction)?"""
-        (result, _), = self._run([["compare", pred, gold, timeout]], timeout, None)
-        return bool(result and result["correct"])
+        return self._verdicts([["compare", pred, gold, timeout]], timeout)[0].correct
+
+    def _verdicts(self, tasks: list[list], timeout: float, budget: float | None = None) -> list[Verdict]:
+        """The workers' verdicts; a task that got none (killed, or past the budget) is a timeout."""
+        return [Verdict(**v) if v else Verdict(False, "timeout", seconds=s) for v, s in self._run(tasks, timeout, budget)]
 
     def _run(self, tasks: list[list], timeout: float, budget: float | None) -> list[tuple[dict | None, float]]:
         results: list[tuple[dict | None, float]] = [(None, 0.0)] * len(tasks)

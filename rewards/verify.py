@@ -61,6 +61,11 @@ _BASE_RE = re.compile(r"^[0-9A-Fa-f]+_\{?\d+\}?$")
 _WORD_RE = re.compile(r"^[A-Za-z][A-Za-z' -]*[A-Za-z]$")
 
 
+def exact_part(answer: str) -> str:
+    """``\\frac{\\sqrt3}{3} \\approx 0.577`` -> ``\\frac{\\sqrt3}{3}``: the exact value is the answer."""
+    return re.split(r"\\approx|≈", answer)[0]
+
+
 def join_thousands(s: str) -> str:
     """``1 000`` / ``1\\,000`` / ``1{,}000`` / ``5,\\!525`` -> ``1000`` (groups of exactly three digits only)."""
     return _SPACED_THOUSANDS_RE.sub(lambda m: m.group(1) + re.sub(r"\D", "", m.group(2)), s)
@@ -68,8 +73,7 @@ def join_thousands(s: str) -> str:
 
 def normalize(answer: str) -> str:
     """A canonical string form: no spaces, dollars, \\left/\\right, \\text{} wrappers, degrees or approximations."""
-    s = repair_escapes(answer).strip().rstrip(".")
-    s = re.split(r"\\approx|≈", s)[0]  # "\frac{\sqrt3}{3} \approx 0.577": the exact part is the answer
+    s = exact_part(repair_escapes(answer).strip().rstrip("."))
     s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("\\cfrac", "\\frac")
     s = join_thousands(_TEXT_RE.sub(r"\1", s))
     for token in _STRIP:
@@ -172,22 +176,35 @@ def too_costly(answer: str) -> bool:
 
 # --- math-verify ---------------------------------------------------------------------------
 
-def symbolic_equal(pred: str, gold: str, timeout: float) -> bool:
-    """math-verify: parse both as the content of ``\\boxed{}`` and ``verify`` them (signal timeouts)."""
-    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+def parse_boxed(latex: str, timeout: float) -> list:
+    """math-verify's parse of ``latex`` as the content of a ``\\boxed{}`` (sympy objects, then the string)."""
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
 
     config = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
-    seconds = max(1, math.ceil(timeout))
-    gold_parsed = parse(f"\\boxed{{{gold}}}", extraction_config=config, parsing_timeout=seconds)
-    pred_parsed = parse(f"\\boxed{{{pred}}}", extraction_config=config, parsing_timeout=seconds)
+    return parse(f"\\boxed{{{latex}}}", extraction_config=config, parsing_timeout=max(1, math.ceil(timeout)))
+
+
+def symbolic_equal(pred: str, gold: str, timeout: float) -> bool:
+    """math-verify: parse both as the content of ``\\boxed{}`` and ``verify`` them (signal timeouts)."""
+    from math_verify import verify
+
+    gold_parsed, pred_parsed = parse_boxed(gold, timeout), parse_boxed(pred, timeout)
     if not gold_parsed or not pred_parsed:
         return False
-    return bool(verify(gold_parsed, pred_parsed, timeout_seconds=seconds))
+    return bool(verify(gold_parsed, pred_parsed, timeout_seconds=max(1, math.ceil(timeout))))
 
 
 def _for_sympy(answer: str) -> str:
     """What math-verify reads: no approximation after the exact value, thousands joined (``5,\\!525``)."""
-    return join_thousands(re.split(r"\\approx|≈", answer)[0].strip())
+    return join_thousands(exact_part(answer).strip())
+
+
+def reference_readable(reference: str, timeout: float = EVAL_TIMEOUT) -> bool:
+    """Can the verifier read this reference answer: a number, a word, or something math-verify parses?"""
+    normal = normalize(reference)
+    if as_number(normal) is not None or is_word(normal) or _BASE_RE.match(normal):
+        return True
+    return any(not isinstance(p, str) for p in parse_boxed(_for_sympy(reference), timeout))
 
 
 _ASSIGNMENT_RE = re.compile(r"^\s*([A-Za-z](?:_\{?\w+\}?)?)\s*=(?!=)\s*(.+)$", re.DOTALL)

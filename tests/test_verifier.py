@@ -141,6 +141,13 @@ def test_extraction_order(text, answer, source):
     assert (found.answer, found.source) == (answer, source) if answer else found is None
 
 
+def test_the_number_stated_after_the_last_expression_is_found_also_after_a_list():
+    assert extract_final("Adding, $3 + 9$ is 12.").later_number == "12"
+    found = extract_final("We get $a+b$, $c+d$, which is 7 in all")  # the listed expressions are one answer
+    assert (found.answer, found.later_number) == ("a+b, c+d", "7")
+    assert extract_final("so $x$ is $5$").later_number is None  # nothing after the last expression
+
+
 def test_verdict_records_how_it_was_decided():
     assert grade("\\boxed{7}", "7").method == "exact"
     assert grade("\\boxed{0.5}", "\\frac12").method == "numeric"

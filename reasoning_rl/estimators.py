@@ -40,7 +40,7 @@ class GroupRelative:
     def advantages(self, rollouts, old_logprobs, ref_logprobs) -> tuple[torch.Tensor, dict[str, float]]:
         return group_relative(rollouts.rewards, rollouts.group_size, self.normalize_std), {}
 
-    def backward(self, rows, input_ids, attention_mask, mask, share) -> dict[str, float]:
+    def backward(self, rollouts, rows, mask, share) -> dict[str, float]:
         return {}
 
     def step(self) -> dict[str, float]:
@@ -123,8 +123,9 @@ class GAECritic:
             advantages = whiten(advantages, mask)
         return advantages, metrics
 
-    def backward(self, rows, input_ids, attention_mask, mask, share) -> dict[str, float]:
+    def backward(self, rollouts, rows, mask, share) -> dict[str, float]:
         T = mask.shape[1]
+        input_ids, attention_mask, _ = rollouts.pack(rows, self.pad_id)
         values = critic_values(self.critic, input_ids, attention_mask, T, self.autocast)
         loss, m = value_loss(values, self.old_values[rows, :T], self.returns[rows, :T], mask, self.value_clip)
         (loss * share).backward()  # share = this micro-batch's fraction of the mini-batch's tokens

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from transformers import DynamicCache
 
 
 def pack(prompts: list[list[int]], completions: list[list[int]], pad_id: int):
@@ -57,3 +58,93 @@ def completion_logprobs(model, input_ids, attention_mask, num_completion_tokens:
             logits_to_keep=T + 1, use_cache=False,
         ).logits[:, :-1]  # [B, T, V]: position t predicts token t + 1
     return selective_log_softmax(logits, input_ids[:, -T:], with_entropy)
+
+
+class EncodedPrompts:
+    """Distinct prompts encoded once, for the completions of any of them: Prefix Grouper's shared-prefix
+    forward (Liu et al. 2025, arXiv 2506.05433).
+
+    In GRPO the G completions of a group share one prompt, and the plain forward encodes it G times.
+    Here the prompts (left-padded, in chunks of ``chunk`` prompts) go through the model once,
+    keeping their keys and values (``use_cache=True``) and the logits of their last position, which
+    predict each completion's first token. ``logprobs`` then runs any rows' completions on top:
+    the cache is indexed out to the rows that read it, and the completions (right-padded, all but
+    their last token, which predicts nothing) attend to their prompt's keys and values and to
+    themselves, at positions that continue the prompt's.
+
+    Every attention and per-token operation sees the inputs of the plain forward, so log-probs are
+    the same up to float rounding; so are the gradients, because the gradients of all rows reading
+    a prompt's keys and values are summed into its one encoding, as the plain forward sums them over
+    its G copies. With ``separate_backward`` the encoding's outputs are held as leaves: each micro-
+    batch's ``backward`` stops there and adds into them, and ``backward()`` here sends the sum through
+    the encoding once, so micro-batches of any make-up share one encoding per prompt. Without it the
+    gradient flows straight through (one micro-batch). Exact for full-attention decoders
+    (transformers' ``DynamicCache``; see ``supports_shared_prompt``).
+    """
+
+    def __init__(self, model, prompts: list[list[int]], pad_id: int, autocast: bool = False, chunk: int = 16,
+                 separate_backward: bool = False, names: list | None = None):
+        n, P = len(prompts), max(map(len, prompts))
+        self.index = {name: k for k, name in enumerate(names if names is not None else range(n))}  # owner -> prompt
+        ids = torch.full((n, P), pad_id, dtype=torch.long)
+        self.mask = torch.zeros((n, P), dtype=torch.long)  # [n, P]
+        for i, p in enumerate(prompts):
+            ids[i, P - len(p) :], self.mask[i, P - len(p) :] = torch.tensor(p), 1
+        self.autocast = autocast
+        parts = []
+        with torch.autocast(ids.device.type, dtype=torch.bfloat16, enabled=autocast):
+            for rows in torch.arange(n).split(chunk):
+                out = model(input_ids=ids[rows], attention_mask=self.mask[rows], position_ids=position_ids(self.mask[rows]),
+                            use_cache=True, logits_to_keep=1)
+                parts.append([out.logits[:, -1]] + [t for layer in out.past_key_values.layers for t in (layer.keys, layer.values)])
+        # [n, V] last logits, then per layer keys and values [n, h, P, d]
+        self.outputs = [torch.cat(column) if len(parts) > 1 else column[0] for column in zip(*parts)]
+        self.separate = separate_backward and torch.is_grad_enabled()
+        self.inputs = [t.detach().requires_grad_() for t in self.outputs] if self.separate else self.outputs
+
+    def logprobs(self, model, owner: list[int], completions: list[list[int]], pad_id: int, with_entropy: bool = False):
+        """``[b, T]`` log-probs (and entropies, or None) of ``completions``, row i continuing the prompt named
+        ``owner[i]`` (its position, or its name in ``names``), and the ``[b, T]`` completion mask."""
+        b, T = len(completions), max(1, max(map(len, completions)))
+        ids = torch.full((b, T), pad_id, dtype=torch.long)
+        mask = torch.zeros((b, T), dtype=torch.long)
+        for i, c in enumerate(completions):
+            ids[i, : len(c)], mask[i, : len(c)] = torch.tensor(c, dtype=torch.long), 1
+        owner = torch.tensor([self.index[o] for o in owner])  # [b] row -> its prompt
+        logits = self.inputs[0][owner, None]  # [b, 1, V]: the prompt's last position predicts completion token 0
+        if T > 1:
+            kv = self.inputs[1:]
+            cache = DynamicCache(ddp_cache_data=[(kv[k][owner], kv[k + 1][owner]) for k in range(0, len(kv), 2)])
+            with torch.autocast(ids.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+                rest = model(
+                    input_ids=ids[:, :-1], past_key_values=cache, use_cache=True,
+                    attention_mask=torch.cat([self.mask[owner], mask[:, :-1]], dim=1),  # [b, P + T - 1]
+                    position_ids=self.mask.sum(1)[owner, None] + torch.arange(T - 1),  # [b, T - 1]: after the prompt
+                ).logits  # [b, T - 1, V]: completion token t predicts token t + 1
+            logits = torch.cat([logits.to(rest.dtype), rest], dim=1)  # [b, T, V]
+        logps, entropies = selective_log_softmax(logits, ids, with_entropy)
+        return logps, entropies, mask.float()
+
+    def backward(self) -> None:
+        """With ``separate_backward``: the gradients gathered on the encoding's outputs, through the encoding, once."""
+        if self.separate:
+            pairs = [(out, leaf.grad) for out, leaf in zip(self.outputs, self.inputs) if leaf.grad is not None]
+            if pairs:
+                torch.autograd.backward([out for out, _ in pairs], [grad for _, grad in pairs])
+
+
+def shared_prompt_logprobs(model, prompts: list[list[int]], owner: list[int], completions: list[list[int]], pad_id: int,
+                           with_entropy: bool = False, autocast: bool = False):
+    """``completion_logprobs`` with each of ``prompts`` encoded once (``EncodedPrompts``); row i continues
+    ``prompts[owner[i]]``. Returns ``[b, T]`` log-probs, entropies (or None) and the completion mask."""
+    return EncodedPrompts(model, prompts, pad_id, autocast).logprobs(model, owner, completions, pad_id, with_entropy)
+
+
+def supports_shared_prompt(model) -> str | None:
+    """None if ``shared_prompt_logprobs`` is exact for ``model``, else the reason it is not."""
+    if getattr(model, "is_gradient_checkpointing", False):
+        return "gradient checkpointing drops the key/value cache that carries the prompt"
+    layer_types = getattr(model.config, "layer_types", None) or []
+    if any(t != "full_attention" for t in layer_types) or getattr(model.config, "use_sliding_window", False):
+        return "the model has sliding-window layers, whose cache keeps only the last window of the prompt"
+    return None

@@ -8,7 +8,7 @@ from typing import Callable
 import torch
 
 from data_prep import Problem, render_prompt
-from reasoning_rl.logprobs import completion_logprobs, pack
+from reasoning_rl.logprobs import EncodedPrompts, completion_logprobs, pack
 from rewards import EVAL_TIMEOUT, REWARDS, Verdict, soft_overlong_penalty
 
 
@@ -126,10 +126,37 @@ def score_rollouts(rollouts: Rollouts, weights: dict[str, float], max_new_tokens
 
 
 def micro_batches(rollouts: Rollouts, size: int, rows: list[int] | None = None) -> list[list[int]]:
-    """Row indices (all, or ``rows``) in micro-batches of ``size``, similar lengths together (less padding)."""
+    """Row indices (all, or ``rows``) in micro-batches of ``size``, similar lengths together (less padding).
+
+    The sort is stable, so rows of equal length stay in row order, that is with their group: a shared-prompt
+    forward then has fewer distinct prompts to encode.
+    """
     order = sorted(range(len(rollouts)) if rows is None else rows,
                    key=lambda i: len(rollouts.prompt_ids[i]) + len(rollouts.completion_ids[i]))
     return [order[i : i + size] for i in range(0, len(order), size)]
+
+
+def encode_prompts(model, rollouts: Rollouts, rows: list[int], pad_id: int, autocast: bool, chunk: int,
+                   separate_backward: bool = False) -> EncodedPrompts:
+    """The prompt of each group among ``rows``, encoded once (``logprobs.EncodedPrompts``, named by group)."""
+    G = rollouts.group_size
+    groups = sorted({i // G for i in rows})
+    return EncodedPrompts(model, [rollouts.prompt_ids[g * G] for g in groups], pad_id, autocast, chunk, separate_backward,
+                          names=groups)
+
+
+def row_logprobs(model, rollouts: Rollouts, rows: list[int], pad_id: int, autocast: bool, with_entropy: bool = False,
+                 prompts: EncodedPrompts | None = None):
+    """``[b, T]`` log-probs of the sampled tokens of ``rows`` (and entropies, or None), and their ``[b, T]`` mask.
+
+    With ``prompts`` (``encode_prompts``) the completions run on their group's encoded prompt; without,
+    every row encodes its own prompt (``logprobs.completion_logprobs``). Both give the same numbers.
+    """
+    if prompts is not None:
+        return prompts.logprobs(model, [i // rollouts.group_size for i in rows], [rollouts.completion_ids[i] for i in rows],
+                                pad_id, with_entropy)
+    ids, attention, mask = rollouts.pack(rows, pad_id)
+    return (*completion_logprobs(model, ids, attention, mask.shape[1], with_entropy, autocast), mask)
 
 
 @torch.no_grad()
@@ -144,8 +171,16 @@ def per_token(rollouts: Rollouts, pad_id: int, micro_batch_size: int, fn: Callab
     return out
 
 
+@torch.no_grad()
 def rollout_logprobs(model, rollouts: Rollouts, pad_id: int, micro_batch_size: int, autocast: bool,
-                     rows: list[int] | None = None) -> torch.Tensor:
+                     rows: list[int] | None = None, shared_prompt: bool = False) -> torch.Tensor:
     """``[B * G, T]`` log-probs of every sampled token (of all rows, or of ``rows``) under ``model`` (zeros on padding)."""
-    return per_token(rollouts, pad_id, micro_batch_size,
-                     lambda ids, attention, T: completion_logprobs(model, ids, attention, T, autocast=autocast)[0], rows)
+    out = torch.zeros_like(rollouts.completion_mask())
+    batches = micro_batches(rollouts, micro_batch_size, rows)
+    prompts = None
+    if shared_prompt and batches:
+        prompts = encode_prompts(model, rollouts, [i for rows in batches for i in rows], pad_id, autocast, micro_batch_size)
+    for rows in batches:
+        logprobs, _, mask = row_logprobs(model, rollouts, rows, pad_id, autocast, prompts=prompts)
+        out[rows, : mask.shape[1]] = logprobs * mask
+    return out

@@ -1,13 +1,15 @@
 """The online RL loop shared by GRPO, PPO and online DPO.
 
-Every step does the same five things, whatever the algorithm:
+``train`` reads as the five phases of every step, whatever the algorithm, each a function here:
 
-1. sample ``group_size`` completions for ``prompts_per_step`` prompts in the engine (vLLM);
-2. score them: verifiers for prompts with a reference answer, the reward model for the others;
-3. update the policy: ``update(rollouts)``, the only algorithm-specific call;
-4. push the new weights into the engine;
-5. log, evaluate on held-out problems, walk the curriculum, checkpoint.
+1. ``sample``: ``group_size`` completions for ``prompts_per_step`` prompts in one engine (vLLM) call;
+2. ``score``: verifiers for prompts with a reference answer, the reward model for the others
+   (``sample_batch`` runs 1 and 2, and repeats them for DAPO's dynamic sampling);
+3. ``update_policy``: ``update(rollouts)``, the only algorithm-specific call;
+4. ``sync``: push the new weights into the engine;
+5. ``log_and_checkpoint``: log, evaluate on held-out problems, walk the curriculum, checkpoint.
 
+``start_run`` loads everything before the loop into one ``Run``; ``final_report`` writes the results.
 The updates live beside their maths: ``PolicyGradient`` (GRPO and PPO: the clipped surrogate,
 fed by an advantage estimator from ``reasoning_rl.estimators``) and ``DPOUpdate``
 (``reasoning_rl.dpo``). An update object has ``needs_reference``, ``setup(...)``,
@@ -33,10 +35,11 @@ from reasoning_rl.advantages import zero_std_groups
 from reasoning_rl.checkpoint import latest_checkpoint, load_training_state, save_checkpoint
 from reasoning_rl.cli import UserError, as_user_error, check_output_dir
 from reasoning_rl.generation import make_generator
-from reasoning_rl.logprobs import completion_logprobs
+from reasoning_rl.logprobs import supports_shared_prompt
 from reasoning_rl.losses import policy_loss
 from reasoning_rl.models import load_policy, load_tokenizer, resolve_model
-from reasoning_rl.rollout import Rollouts, collect_rollouts, micro_batches, rollout_logprobs, score_rollouts
+from reasoning_rl.rollout import (Rollouts, collect_rollouts, encode_prompts, micro_batches, rollout_logprobs, row_logprobs,
+                                  score_rollouts)
 from reasoning_rl.tasks import PromptSampler, load_task
 from reasoning_rl.tracking import MetricsLogger, read_metrics, write_completions, write_samples
 from reasoning_rl.training import (format_seconds, frozen_copy, held_out_accuracy, make_optimizer, peak_memory_gib,
@@ -176,6 +179,10 @@ class PolicyGradientConfig(RLConfig):
     """Neither forward nor back-propagate rows whose advantage is exactly 0 when nothing else in the loss touches them
     (beta = 0, one advantage per completion): the same step for less compute. Not applicable to PPO's per-token
     advantages or with beta > 0 (the run says so once)."""
+    shared_prompt: bool = True
+    """Encode each distinct prompt of a micro-batch once and let its completions attend to it (Prefix Grouper's
+    shared-prefix forward): the same log-probs and gradients for fewer prompt tokens. Off with gradient
+    checkpointing or sliding-window attention (the run says so)."""
 
 
 class PolicyGradient:
@@ -195,6 +202,10 @@ class PolicyGradient:
     def setup(self, policy, reference, tokenizer, optimizer, model_path: str) -> None:
         self.policy, self.reference, self.tokenizer, self.optimizer = policy, reference, tokenizer, optimizer
         self.estimator.setup(model_path, tokenizer, self.cfg)
+        why_not = supports_shared_prompt(policy) if self.cfg.shared_prompt else None
+        if why_not:
+            tqdm.write(f"--shared-prompt does not apply here ({why_not}): every row encodes its prompt")
+        self.shared_prompt = self.cfg.shared_prompt and why_not is None
 
     def save(self, folder: Path) -> None:
         self.estimator.save(folder)
@@ -242,10 +253,11 @@ class PolicyGradient:
         # log-probs at sampling time: the ratio's denominator after the first update, and PPO's KL reward
         old_logprobs = None
         if updates > 1 or self.estimator.needs_old_logprobs:
-            old_logprobs = rollout_logprobs(policy, rollouts, pad, cfg.micro_batch_size, cfg.autocast, kept)
+            old_logprobs = rollout_logprobs(policy, rollouts, pad, cfg.micro_batch_size, cfg.autocast, kept, self.shared_prompt)
         ref_logprobs = None
         if self.reference is not None:
-            ref_logprobs = rollout_logprobs(self.reference, rollouts, pad, cfg.micro_batch_size, cfg.autocast, kept)
+            ref_logprobs = rollout_logprobs(self.reference, rollouts, pad, cfg.micro_batch_size, cfg.autocast, kept,
+                                            self.shared_prompt)
 
         # the one algorithm-specific line: [N] (GRPO) or [N, T] (PPO) advantages
         advantages, metrics = early or self.estimator.advantages(rollouts, old_logprobs, ref_logprobs)
@@ -256,13 +268,17 @@ class PolicyGradient:
             for part in self.mini_batches(rollouts, step, epoch):
                 n_seq = len(part)  # the normalisers count every row, skipped or not
                 n_tok = sum(len(rollouts.completion_ids[i]) for i in part)
-                mini = micro_batches(rollouts, cfg.micro_batch_size, [i for i in part if not skip[i]])
-                n_run = max(1, sum(len(rollouts.completion_ids[i]) for rows in mini for i in rows))  # tokens forwarded
+                kept_rows = [i for i in part if not skip[i]]
+                mini = micro_batches(rollouts, cfg.micro_batch_size, kept_rows)
+                n_run = max(1, sum(len(rollouts.completion_ids[i]) for i in kept_rows))  # tokens forwarded
                 self.optimizer.zero_grad(set_to_none=True)
+                prompts = None  # each group's prompt encoded once for the mini-batch, back-propagated once after it
+                if self.shared_prompt and kept_rows:
+                    prompts = encode_prompts(policy, rollouts, kept_rows, pad, cfg.autocast, cfg.micro_batch_size,
+                                             separate_backward=True)
                 for rows in mini:
-                    ids, attention, mask = rollouts.pack(rows, pad)
+                    logprobs, entropy, mask = row_logprobs(policy, rollouts, rows, pad, cfg.autocast, True, prompts)
                     T = mask.shape[1]
-                    logprobs, entropy = completion_logprobs(policy, ids, attention, T, with_entropy=True, autocast=cfg.autocast)
                     old = old_logprobs[rows, :T] if old_logprobs is not None else logprobs.detach()
                     ref = ref_logprobs[rows, :T] if ref_logprobs is not None else None
                     adv = advantages[rows] if advantages.ndim == 1 else advantages[rows, :T]
@@ -274,8 +290,10 @@ class PolicyGradient:
                     sums["entropy"] += (entropy * mask).sum().item() / n_run
                     for key in ("clip_fraction", "kl"):
                         sums[key] += m[key] * share
-                    for key, value in self.estimator.backward(rows, ids, attention, mask, share).items():
+                    for key, value in self.estimator.backward(rollouts, rows, mask, share).items():
                         sums[key] = sums.get(key, 0.0) + value
+                if prompts is not None:
+                    prompts.backward()
                 for p in policy.parameters():  # every row skipped: the plain path's gradient is exactly 0,
                     if p.requires_grad and p.grad is None:  # and AdamW still steps (momentum, decay)
                         p.grad = torch.zeros_like(p)
@@ -371,15 +389,52 @@ def find_checkpoint(out: Path, cfg: RLConfig) -> Path | None:
     return checkpoint
 
 
-def train(cfg: RLConfig, update, algorithm: str) -> dict:
-    """Run the loop with ``update`` (a ``PolicyGradient`` or a ``DPOUpdate``); return the report."""
-    # --- check everything the user asked for before loading anything ---------------------
+@dataclass
+class Run:
+    """Everything the loop's phases share: the config, models, engine, data and the resumable state."""
+
+    cfg: RLConfig
+    update: object  # PolicyGradient or DPOUpdate
+    algorithm: str
+    out: Path
+    tasks: list[str]
+    heldout: dict[str, list]
+    samplers: list[PromptSampler]
+    reward_weights: dict[str, float]
+    scorer: object | None  # the reward model for open-ended prompts
+    tokenizer: object
+    policy: torch.nn.Module
+    generator: object
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    logger: MetricsLogger
+    state: dict  # level, cursors, recent_accuracy, before/after, step, sampled_total: saved in every checkpoint
+    start_time: float
+
+    def evaluate(self, n_samples: int, tasks: list[str] | None = None) -> dict[str, dict[str, float]]:
+        """Held-out greedy accuracy (and sampled pass@1 with ``n_samples``) per task."""
+        return {t: held_out_accuracy(self.generator, self.tokenizer, self.heldout[t], self.cfg.template, n_samples,
+                                     self.cfg.max_new_tokens)
+                for t in tasks or self.tasks if self.heldout[t]}
+
+
+@dataclass
+class Batch:
+    """One step's rollouts: those the update trains on, and all that were sampled (DAPO drops some)."""
+
+    rollouts: Rollouts
+    sampled: Rollouts
+    frac_zero_std: float  # of the first engine call's groups
+    seconds: dict[str, float]  # generate, reward
+
+
+def start_run(cfg: RLConfig, update, algorithm: str) -> Run:
+    """Check the settings, load data, models and the engine, and resume from a checkpoint if asked."""
     check_settings(cfg, update, algorithm)
     with as_user_error():
         reward_weights = parse_weights(cfg.rewards)
         tasks, pools, heldout = load_tasks(cfg)
-    open_ended = any(p.answer is None for pool in pools for p in pool)
-    if open_ended and not cfg.reward_model:
+    if any(p.answer is None for pool in pools for p in pool) and not cfg.reward_model:
         raise UserError(f"task {cfg.task!r} has prompts without a reference answer; pass --reward-model <folder> "
                         "(train one with scripts/train_reward_model.py)")
     model_path = resolve_model(cfg.model)
@@ -393,7 +448,6 @@ def train(cfg: RLConfig, update, algorithm: str) -> dict:
 
         scorer = RewardModelScorer(resolve_model(cfg.reward_model), scale=cfg.reward_model_scale, autocast=cfg.autocast)
 
-    # --- model, reference, engine ------------------------------------------------------
     tokenizer = load_tokenizer(model_path)
     policy = load_policy(str(checkpoint / "policy") if checkpoint and cfg.lora_rank == 0 else model_path)
     reference = frozen_copy(load_policy(model_path)) if update.needs_reference else None  # the starting model, also on resume
@@ -417,132 +471,165 @@ def train(cfg: RLConfig, update, algorithm: str) -> dict:
         update.load(checkpoint)
         print(f"resuming from {checkpoint} (step {state['step']})")
     samplers = [PromptSampler(pool, cfg.seed, cursor) for pool, cursor in zip(pools, state["cursors"])]
-    start_step = state.get("step", 0)
-    logger = MetricsLogger(out, start_step, cfg.tensorboard)
+    logger = MetricsLogger(out, state.get("step", 0), cfg.tensorboard)
     (out / "config.json").write_text(json.dumps({"algorithm": algorithm, **dataclasses.asdict(cfg)}, indent=2))
-
-    def evaluate_all(n_samples: int) -> dict[str, dict[str, float]]:
-        return {t: held_out_accuracy(generator, tokenizer, heldout[t], cfg.template, n_samples, cfg.max_new_tokens)
-                for t in tasks if heldout[t]}
-
+    run = Run(cfg, update, algorithm, out, tasks, heldout, samplers, reward_weights, scorer, tokenizer, policy, generator,
+              optimizer, scheduler, logger, state, start_time)
     if not state["before"] and cfg.eval_before:
         print(f"evaluating the untrained policy on {cfg.eval_problems} held-out problems per task ...")
-        state["before"] = evaluate_all(cfg.eval_samples)
+        state["before"] = run.evaluate(cfg.eval_samples)
+    return run
 
-    # --- the loop --------------------------------------------------------------------------
+
+def sample(run: Run, seconds: dict[str, float]) -> Rollouts:
+    """Phase 1: ``group_size`` completions for each of ``prompts_per_step`` prompts of the current level, in one engine call."""
+    cfg, start = run.cfg, time.perf_counter()
+    rollouts = collect_rollouts(run.generator, run.tokenizer, run.samplers[run.state["level"]].take(cfg.prompts_per_step),
+                                cfg.template, cfg.group_size, cfg.temperature, cfg.top_p, cfg.max_new_tokens)
+    seconds["generate"] += time.perf_counter() - start
+    return rollouts
+
+
+def score(run: Run, rollouts: Rollouts, seconds: dict[str, float]) -> Rollouts:
+    """Phase 2: the verifiers for prompts with a reference answer, the reward model for the others (in place)."""
+    cfg, start = run.cfg, time.perf_counter()
+    score_rollouts(rollouts, run.reward_weights, cfg.max_new_tokens, cfg.overlong_cache, run.scorer, cfg.verify_timeout,
+                   cfg.verify_budget)
+    seconds["reward"] += time.perf_counter() - start
+    return rollouts
+
+
+def sample_batch(run: Run) -> Batch:
+    """Phases 1 and 2 for one step; with DAPO's dynamic sampling, groups with all-equal rewards are dropped and
+    more prompts are sampled and scored until the batch is full (or ``max_refills`` engine calls were made)."""
+    cfg, G, seconds = run.cfg, run.cfg.group_size, {"generate": 0.0, "reward": 0.0}
+    rollouts = score(run, sample(run, seconds), seconds)
+    frac_zero_std = zero_std_groups(rollouts.rewards, G).float().mean().item()
+    sampled = rollouts
+    if cfg.dynamic_sampling:
+        kept, refills = [rollouts.select_groups(~zero_std_groups(rollouts.rewards, G))], 0
+        while sum(len(r.problems) for r in kept) < cfg.prompts_per_step and refills < cfg.max_refills:
+            extra = score(run, sample(run, seconds), seconds)
+            sampled = Rollouts.concat([sampled, extra])
+            kept.append(extra.select_groups(~zero_std_groups(extra.rewards, G)))
+            refills += 1
+        rollouts = Rollouts.concat(kept)
+        if len(rollouts.problems) > cfg.prompts_per_step:
+            rollouts = rollouts.select_groups(torch.arange(len(rollouts.problems)) < cfg.prompts_per_step)
+    return Batch(rollouts, sampled, frac_zero_std, seconds)
+
+
+def update_policy(run: Run, batch: Batch, step: int) -> dict[str, float]:
+    """Phase 3: the algorithm's update (``PolicyGradient`` or ``DPOUpdate``) and the learning-rate schedule."""
+    start, metrics = time.perf_counter(), {"train/lr": run.scheduler.get_last_lr()[0]}
+    if len(batch.rollouts):  # dynamic sampling can come back empty
+        metrics.update(run.update(batch.rollouts, step))
+        run.scheduler.step()
+    batch.seconds["train"] = time.perf_counter() - start
+    return metrics
+
+
+def sync(run: Run, batch: Batch) -> None:
+    """Phase 4: push the new weights into the engine."""
+    batch.seconds["sync"] = run.generator.sync_weights(run.policy)
+
+
+def step_metrics(run: Run, batch: Batch, train_metrics: dict[str, float]) -> dict[str, float]:
+    """What one step logs: rewards, the verifier's audit, the update's metrics, lengths, times, memory."""
+    sampled, seconds = batch.sampled, batch.seconds
+    lengths = torch.tensor([len(c) for c in sampled.completion_ids], dtype=torch.float)
+    rewards = reward_metrics(sampled)
+    return {
+        **rewards,
+        "train/accuracy": rewards.get("reward/accuracy", float("nan")),
+        "train/frac_reward_zero_std": batch.frac_zero_std,
+        "train/groups_trained": len(batch.rollouts.problems),
+        **train_metrics,
+        **audit_metrics([v for v in sampled.verdicts if v is not None]),
+        "completions/mean_length": lengths.mean().item(),
+        "completions/max_length": lengths.max().item(),
+        "completions/truncated": sampled.truncated.float().mean().item(),
+        "completions/sampled_total": run.state.get("sampled_total", 0) + len(sampled),
+        **{f"time/{k}": v for k, v in seconds.items()},
+        "time/step": sum(seconds.values()),
+        "throughput/sampled_tokens_per_s": lengths.sum().item() / max(seconds["generate"], 1e-9),
+        "throughput/train_tokens_per_s": sum(map(len, batch.rollouts.completion_ids)) / max(seconds["train"], 1e-9),
+        "memory/peak_gib": peak_memory_gib(),
+        "curriculum/level": run.state["level"],
+    }
+
+
+def walk_curriculum(run: Run, step: int, accuracy: float) -> None:
+    """Move to the next level once the mean training accuracy of the last ``curriculum_window`` steps is high enough."""
+    cfg, state, level = run.cfg, run.state, run.state["level"]
+    if not cfg.curriculum or level + 1 >= len(run.tasks):
+        return
+    window = (state["recent_accuracy"] + [accuracy])[-cfg.curriculum_window:]
+    state["recent_accuracy"] = window
+    if len(window) == cfg.curriculum_window and sum(window) / len(window) >= cfg.curriculum_threshold:
+        state["level"], state["recent_accuracy"] = level + 1, []
+        tqdm.write(f"step {step}: training accuracy {sum(window) / len(window):.2f} on {run.tasks[level]} "
+                   f"-> moving to {run.tasks[level + 1]}")
+
+
+def log_and_checkpoint(run: Run, step: int, batch: Batch, train_metrics: dict[str, float]) -> dict[str, float]:
+    """Phase 5: metrics, held-out evaluation every ``eval_every`` steps, the curriculum, samples and checkpoints."""
+    cfg, state, task = run.cfg, run.state, run.tasks[run.state["level"]]
+    metrics = step_metrics(run, batch, train_metrics)
+    state["sampled_total"] = metrics["completions/sampled_total"]
+    if cfg.eval_every and step % cfg.eval_every == 0 and step != cfg.steps and run.heldout[task]:
+        metrics["heldout/greedy"] = run.evaluate(0, [task])[task]["greedy"]
+    walk_curriculum(run, step, metrics["train/accuracy"])
+    state["cursors"] = [s.cursor for s in run.samplers]
+    if step == cfg.steps:
+        state["after"] = run.evaluate(cfg.eval_samples)
+        metrics.update({f"heldout/{k}": v for k, v in state["after"].get(task, {}).items()})
+    run.logger.log(step, metrics)
+    if cfg.log_completions:
+        write_completions(run.out, step, batch.sampled)
+    if cfg.sample_every and step % cfg.sample_every == 0:
+        G, rollouts = cfg.group_size, batch.rollouts
+        write_samples(run.out, step, [rollouts.prompts[0]] * G if len(rollouts) else [], rollouts.texts[:G],
+                      rollouts.rewards[:G].tolist(), rollouts.answers[:G])
+    if step % cfg.save_every == 0 or step == cfg.steps:
+        save_checkpoint(run.out, step, run.policy, run.tokenizer, run.optimizer, run.scheduler, state,
+                        extra=run.update.save, optimizer_state=cfg.optimizer_state)
+    return metrics
+
+
+def train(cfg: RLConfig, update, algorithm: str) -> dict:
+    """Run the loop with ``update`` (a ``PolicyGradient`` or a ``DPOUpdate``); return the report."""
+    run = start_run(cfg, update, algorithm)
+    start_step = run.state.get("step", 0)
     bar = tqdm(initial=start_step, total=cfg.steps, desc=algorithm, unit="step")
-    with report_interrupt(out, bar):
+    with report_interrupt(run.out, bar):
         for step in range(start_step + 1, cfg.steps + 1):
-            level = state["level"]
-            t0 = time.perf_counter()
-
-            # 1-2. rollouts: G samples per prompt in one engine call, scored by the verifiers (and the reward model)
-            t_reward = 0.0
-
-            def sample(k: int) -> Rollouts:
-                nonlocal t_reward
-                batch = collect_rollouts(generator, tokenizer, samplers[level].take(k), cfg.template, cfg.group_size,
-                                         cfg.temperature, cfg.top_p, cfg.max_new_tokens)
-                start = time.perf_counter()
-                score_rollouts(batch, reward_weights, cfg.max_new_tokens, cfg.overlong_cache, scorer, cfg.verify_timeout,
-                               cfg.verify_budget)
-                t_reward += time.perf_counter() - start
-                return batch
-
-            rollouts = sample(cfg.prompts_per_step)
-            frac_zero_std = zero_std_groups(rollouts.rewards, cfg.group_size).float().mean().item()
-            all_rollouts = rollouts
-            if cfg.dynamic_sampling:  # DAPO: keep only groups with mixed rewards, refill the batch
-                kept, refills = [rollouts.select_groups(~zero_std_groups(rollouts.rewards, cfg.group_size))], 0
-                while sum(len(r.problems) for r in kept) < cfg.prompts_per_step and refills < cfg.max_refills:
-                    extra = sample(cfg.prompts_per_step)
-                    all_rollouts = Rollouts.concat([all_rollouts, extra])
-                    kept.append(extra.select_groups(~zero_std_groups(extra.rewards, cfg.group_size)))
-                    refills += 1
-                rollouts = Rollouts.concat(kept)
-                if len(rollouts.problems) > cfg.prompts_per_step:
-                    rollouts = rollouts.select_groups(torch.arange(len(rollouts.problems)) < cfg.prompts_per_step)
-            t_generate = time.perf_counter() - t0 - t_reward
-
-            # 3. the algorithm's update
-            t1 = time.perf_counter()
-            lr = scheduler.get_last_lr()[0]
-            train_metrics = {}
-            if len(rollouts):
-                train_metrics = update(rollouts, step)
-                scheduler.step()
-            t_train = time.perf_counter() - t1
-
-            # 4. push the new weights into the engine
-            t_sync = generator.sync_weights(policy)
-
-            # 5. log
-            step_seconds = time.perf_counter() - t0
-            lengths_all = torch.tensor([len(c) for c in all_rollouts.completion_ids], dtype=torch.float)
-            rewards = reward_metrics(all_rollouts)
-            accuracy = rewards.get("reward/accuracy", float("nan"))
-            metrics = {
-                **rewards,
-                "train/accuracy": accuracy,
-                "train/frac_reward_zero_std": frac_zero_std,
-                "train/groups_trained": len(rollouts.problems),
-                **train_metrics,
-                **audit_metrics([v for v in all_rollouts.verdicts if v is not None]),
-                "train/lr": lr,
-                "completions/mean_length": lengths_all.mean().item(),
-                "completions/max_length": lengths_all.max().item(),
-                "completions/truncated": all_rollouts.truncated.float().mean().item(),
-                "completions/sampled_total": state.get("sampled_total", 0) + len(all_rollouts),
-                "time/generate": t_generate,
-                "time/reward": t_reward,
-                "time/train": t_train,
-                "time/sync": t_sync,
-                "time/step": step_seconds,
-                "throughput/sampled_tokens_per_s": lengths_all.sum().item() / max(t_generate, 1e-9),
-                "throughput/train_tokens_per_s": sum(map(len, rollouts.completion_ids)) / max(t_train, 1e-9),
-                "memory/peak_gib": peak_memory_gib(),
-                "curriculum/level": level,
-            }
-            state["sampled_total"] = metrics["completions/sampled_total"]
-            if cfg.eval_every and step % cfg.eval_every == 0 and step != cfg.steps and heldout[tasks[level]]:
-                metrics["heldout/greedy"] = held_out_accuracy(generator, tokenizer, heldout[tasks[level]], cfg.template, 0, cfg.max_new_tokens)["greedy"]
-            if cfg.curriculum and level + 1 < len(tasks):
-                window = (state["recent_accuracy"] + [accuracy])[-cfg.curriculum_window:]
-                state["recent_accuracy"] = window
-                if len(window) == cfg.curriculum_window and sum(window) / len(window) >= cfg.curriculum_threshold:
-                    state["level"], state["recent_accuracy"] = level + 1, []
-                    tqdm.write(f"step {step}: training accuracy {sum(window) / len(window):.2f} on {tasks[level]} -> moving to {tasks[level + 1]}")
-            state["cursors"] = [s.cursor for s in samplers]
-            if step == cfg.steps:
-                state["after"] = evaluate_all(cfg.eval_samples)
-                metrics.update({f"heldout/{k}": v for k, v in state["after"].get(tasks[level], {}).items()})
-            logger.log(step, metrics)
+            batch = sample_batch(run)  # 1-2. sample G completions per prompt in the engine, and score them
+            train_metrics = update_policy(run, batch, step)  # 3. the algorithm's update
+            sync(run, batch)  # 4. the new weights into the engine
+            metrics = log_and_checkpoint(run, step, batch, train_metrics)  # 5. log, evaluate, checkpoint
+            seconds = batch.seconds
             bar.set_postfix(reward=f"{metrics['reward/mean']:.2f}", len=f"{metrics['completions/mean_length']:.0f}",
-                            gen=f"{t_generate:.0f}s", train=f"{t_train:.0f}s", refresh=False)
+                            gen=f"{seconds['generate']:.0f}s", train=f"{seconds['train']:.0f}s", refresh=False)
             if step < cfg.steps:
                 bar.update()  # the last step is drawn once, by close() (a log file would get it twice)
-            if cfg.log_completions:
-                write_completions(out, step, all_rollouts)
-            if cfg.sample_every and step % cfg.sample_every == 0:
-                G = cfg.group_size
-                write_samples(out, step, [rollouts.prompts[0]] * G if len(rollouts) else [], rollouts.texts[:G],
-                              rollouts.rewards[:G].tolist(), rollouts.answers[:G])
-            if step % cfg.save_every == 0 or step == cfg.steps:
-                save_checkpoint(out, step, policy, tokenizer, optimizer, scheduler, state, extra=update.save,
-                            optimizer_state=cfg.optimizer_state)
         bar.n = cfg.steps
         bar.close()
-    logger.close()
+    run.logger.close()
+    return final_report(run)
 
-    # --- report ----------------------------------------------------------------------------
-    wall = time.perf_counter() - start_time
-    before, after = state["before"], state.get("after") or evaluate_all(cfg.eval_samples)
-    report = {"algorithm": algorithm, "tasks": tasks, "before": before, "after": after, "wall_seconds": wall,
+
+def final_report(run: Run) -> dict:
+    """results.json, the plot, and held-out accuracy before -> after on the console."""
+    cfg, state = run.cfg, run.state
+    wall = time.perf_counter() - run.start_time
+    before, after = state["before"], state.get("after") or run.evaluate(cfg.eval_samples)
+    report = {"algorithm": run.algorithm, "tasks": run.tasks, "before": before, "after": after, "wall_seconds": wall,
               "steps": cfg.steps, "peak_memory_gib": peak_memory_gib()}
-    (out / "results.json").write_text(json.dumps(report, indent=2))
-    name = algorithm.upper()
+    (run.out / "results.json").write_text(json.dumps(report, indent=2))
+    name, tasks = run.algorithm.upper(), run.tasks
     title = f"{name} on {tasks[0]}" if len(tasks) == 1 else f"{name} curriculum over {len(tasks)} levels"
-    plot_run(read_metrics(out), out / "training.png", f"{title} ({cfg.model})", report)
+    plot_run(read_metrics(run.out), run.out / "training.png", f"{title} ({cfg.model})", report)
     print(f"\nheld-out accuracy ({cfg.eval_problems} problems per task)" + (", untrained -> trained:" if before else " (untrained: not evaluated in this run):"))
     for t in after:
         b, a = before.get(t), after[t]
@@ -550,5 +637,5 @@ def train(cfg: RLConfig, update, algorithm: str) -> dict:
         if "pass@1" in a:
             line += "   sampled pass@1 (T=1) " + (f"{b['pass@1']:6.1%} -> " if b and "pass@1" in b else "") + f"{a['pass@1']:6.1%}"
         print(line)
-    print(f"wall time {format_seconds(wall)}; metrics in {out / 'metrics.jsonl'}, plot in {out / 'training.png'}")
+    print(f"wall time {format_seconds(wall)}; metrics in {run.out / 'metrics.jsonl'}, plot in {run.out / 'training.png'}")
     return report

@@ -180,7 +180,7 @@ class PolicyGradientConfig(RLConfig):
     (beta = 0, one advantage per completion): the same step for less compute. Not applicable to PPO's per-token
     advantages or with beta > 0 (the run says so once)."""
     shared_prompt: bool = True
-    """Encode each distinct prompt of a micro-batch once and let its completions attend to it (Prefix Grouper's
+    """Encode each group's prompt once per optimizer step and let its completions attend to it (Prefix Grouper's
     shared-prefix forward): the same log-probs and gradients for fewer prompt tokens. Off with gradient
     checkpointing or sliding-window attention (the run says so)."""
 
@@ -266,45 +266,51 @@ class PolicyGradient:
         n_steps = 0
         for epoch in range(cfg.mu):
             for part in self.mini_batches(rollouts, step, epoch):
-                n_seq = len(part)  # the normalisers count every row, skipped or not
-                n_tok = sum(len(rollouts.completion_ids[i]) for i in part)
-                kept_rows = [i for i in part if not skip[i]]
-                mini = micro_batches(rollouts, cfg.micro_batch_size, kept_rows)
-                n_run = max(1, sum(len(rollouts.completion_ids[i]) for i in kept_rows))  # tokens forwarded
-                self.optimizer.zero_grad(set_to_none=True)
-                prompts = None  # each group's prompt encoded once for the mini-batch, back-propagated once after it
-                if self.shared_prompt and kept_rows:
-                    prompts = encode_prompts(policy, rollouts, kept_rows, pad, cfg.autocast, cfg.micro_batch_size,
-                                             separate_backward=True)
-                for rows in mini:
-                    logprobs, entropy, mask = row_logprobs(policy, rollouts, rows, pad, cfg.autocast, True, prompts)
-                    T = mask.shape[1]
-                    old = old_logprobs[rows, :T] if old_logprobs is not None else logprobs.detach()
-                    ref = ref_logprobs[rows, :T] if ref_logprobs is not None else None
-                    adv = advantages[rows] if advantages.ndim == 1 else advantages[rows, :T]
-                    loss, m = policy_loss(logprobs, old, adv, mask, ref, cfg.beta, cfg.clip_low, cfg.clip_high,
-                                          cfg.loss_aggregation, n_seq, n_tok, cfg.max_new_tokens)
-                    loss.backward()
-                    share = mask.sum().item() / n_run  # token-weighted average over the rows forwarded
-                    sums["loss"] += loss.item()
-                    sums["entropy"] += (entropy * mask).sum().item() / n_run
-                    for key in ("clip_fraction", "kl"):
-                        sums[key] += m[key] * share
-                    for key, value in self.estimator.backward(rollouts, rows, mask, share).items():
-                        sums[key] = sums.get(key, 0.0) + value
-                if prompts is not None:
-                    prompts.backward()
-                for p in policy.parameters():  # every row skipped: the plain path's gradient is exactly 0,
-                    if p.requires_grad and p.grad is None:  # and AdamW still steps (momentum, decay)
-                        p.grad = torch.zeros_like(p)
-                sums["grad_norm"] += torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm).item()
-                self.optimizer.step()
-                for key, value in self.estimator.step().items():
+                for key, value in self.optimizer_step(rollouts, part, skip, advantages, old_logprobs, ref_logprobs).items():
                     sums[key] = sums.get(key, 0.0) + value
                 n_steps += 1
         metrics.update({f"train/{k}": v / n_steps for k, v in sums.items()})
         metrics["train/rows_skipped"] = int(skip.sum())
         return metrics
+
+    def optimizer_step(self, rollouts: Rollouts, part: list[int], skip: torch.Tensor, advantages: torch.Tensor,
+                       old_logprobs: torch.Tensor | None, ref_logprobs: torch.Tensor | None) -> dict[str, float]:
+        """One optimizer step on the rows ``part``: the loss over micro-batches of its rows that are not skipped,
+        gradients accumulated, clipped, applied. Returns the step's metrics (token-weighted over its micro-batches)."""
+        cfg, policy, pad = self.cfg, self.policy, self.tokenizer.pad_token_id
+        n_seq = len(part)  # the normalisers count every row, skipped or not
+        n_tok = sum(len(rollouts.completion_ids[i]) for i in part)
+        kept = [i for i in part if not skip[i]]
+        n_run = max(1, sum(len(rollouts.completion_ids[i]) for i in kept))  # tokens forwarded
+        self.optimizer.zero_grad(set_to_none=True)
+        prompts = None  # each group's prompt encoded once for the step, back-propagated once after it
+        if self.shared_prompt and kept:
+            prompts = encode_prompts(policy, rollouts, kept, pad, cfg.autocast, cfg.micro_batch_size, separate_backward=True)
+        sums = dict.fromkeys(["loss", "clip_fraction", "kl", "entropy"], 0.0)
+        for rows in micro_batches(rollouts, cfg.micro_batch_size, kept):
+            logprobs, entropy, mask = row_logprobs(policy, rollouts, rows, pad, cfg.autocast, True, prompts)  # [b, T]
+            T = mask.shape[1]
+            old = old_logprobs[rows, :T] if old_logprobs is not None else logprobs.detach()
+            ref = ref_logprobs[rows, :T] if ref_logprobs is not None else None
+            adv = advantages[rows] if advantages.ndim == 1 else advantages[rows, :T]
+            loss, m = policy_loss(logprobs, old, adv, mask, ref, cfg.beta, cfg.clip_low, cfg.clip_high,
+                                  cfg.loss_aggregation, n_seq, n_tok, cfg.max_new_tokens)
+            loss.backward()
+            share = mask.sum().item() / n_run  # token-weighted average over the rows forwarded
+            sums["loss"] += loss.item()
+            sums["entropy"] += (entropy * mask).sum().item() / n_run
+            for key in ("clip_fraction", "kl"):
+                sums[key] += m[key] * share
+            for key, value in self.estimator.backward(rollouts, rows, mask, share).items():
+                sums[key] = sums.get(key, 0.0) + value
+        if prompts is not None:
+            prompts.backward()
+        for p in policy.parameters():  # every row skipped: the plain path's gradient is exactly 0,
+            if p.requires_grad and p.grad is None:  # and AdamW still steps (momentum, decay)
+                p.grad = torch.zeros_like(p)
+        sums["grad_norm"] = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm).item()
+        self.optimizer.step()
+        return {**sums, **self.estimator.step()}
 
 
 def load_tasks(cfg: RLConfig) -> tuple[list[str], list[list], dict[str, list]]:

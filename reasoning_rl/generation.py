@@ -24,7 +24,7 @@ class Sample:
     token_ids: list[int]  # sampled completion tokens, EOS included when generated
     text: str  # decoded completion, special tokens removed
     truncated: bool  # stopped by max_new_tokens rather than EOS
-    logprobs: list[float] | None = None  # the engine's log-prob of each sampled token (vLLM only)
+    logprobs: list[float] | None = None  # the engine's log-prob of each sampled token, after temperature (vLLM only)
 
 
 class VLLMGenerator:
@@ -41,7 +41,7 @@ class VLLMGenerator:
         self.llm = LLM(
             model=model_path, dtype=dtype, seed=seed, gpu_memory_utilization=memory_fraction,
             max_model_len=max_model_len, enforce_eager=enforce_eager, tensor_parallel_size=tensor_parallel_size,
-            use_tqdm_on_load=False, **kv_cache,
+            use_tqdm_on_load=False, logprobs_mode="processed_logprobs", **kv_cache,  # log-probs of what was sampled from
         )
 
     def generate(self, prompt_ids: list[list[int]], n: int, temperature: float, top_p: float, max_new_tokens: int) -> list[list[Sample]]:

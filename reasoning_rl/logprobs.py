@@ -1,4 +1,9 @@
-"""Per-token log-probabilities of completions under a causal LM, without a [B, T, V] float32 copy."""
+"""Per-token log-probabilities of completions under a causal LM.
+
+``completion_logprobs`` is the plain forward (each row its prompt and completion); ``EncodedPrompts``
+encodes each distinct prompt once for all the completions that continue it (the shared-prompt
+forward); both end in ``selective_log_softmax``, which never holds a float32 copy of all the logits.
+"""
 
 from __future__ import annotations
 
@@ -77,7 +82,8 @@ def selective_log_softmax(logits: torch.Tensor, targets: torch.Tensor, with_entr
     return SelectiveLogSoftmax.apply(logits, targets, with_entropy, chunk)
 
 
-def completion_logprobs(model, input_ids, attention_mask, num_completion_tokens: int, with_entropy: bool = False, autocast: bool = False):
+def completion_logprobs(model, input_ids, attention_mask, num_completion_tokens: int, with_entropy: bool = False,
+                        autocast: bool = False, temperature: float = 1.0):
     """Log-probs ``[B, T]`` of the last ``T = num_completion_tokens`` tokens of each row (and entropies).
 
     Only the logits of the completion positions are computed (``logits_to_keep``).
@@ -88,7 +94,16 @@ def completion_logprobs(model, input_ids, attention_mask, num_completion_tokens:
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask),
             logits_to_keep=T + 1, use_cache=False,
         ).logits[:, :-1]  # [B, T, V]: position t predicts token t + 1
-    return selective_log_softmax(logits, input_ids[:, -T:], with_entropy)
+    return selective_log_softmax(tempered(logits, temperature), input_ids[:, -T:], with_entropy)
+
+
+def tempered(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """``logits / T``: the distribution the engine sampled from at temperature T (vLLM and TRL divide the same way).
+
+    The ratio pi_theta / pi_old and the KL must compare the policy that produced the samples, softmax(z / T),
+    not softmax(z). T <= 0 (greedy) has no such distribution; the logits are returned as they are.
+    """
+    return logits / temperature if temperature > 0 and temperature != 1.0 else logits
 
 
 class EncodedPrompts:
@@ -133,7 +148,8 @@ class EncodedPrompts:
         self.separate = separate_backward and torch.is_grad_enabled()
         self.inputs = [t.detach().requires_grad_() for t in self.outputs] if self.separate else self.outputs
 
-    def logprobs(self, model, owner: list[int], completions: list[list[int]], pad_id: int, with_entropy: bool = False):
+    def logprobs(self, model, owner: list[int], completions: list[list[int]], pad_id: int, with_entropy: bool = False,
+                 temperature: float = 1.0):
         """``[b, T]`` log-probs (and entropies, or None) of ``completions``, row i continuing the prompt named
         ``owner[i]`` (its position, or its name in ``names``), and the ``[b, T]`` completion mask."""
         b, T = len(completions), max(1, max(map(len, completions)))
@@ -153,7 +169,7 @@ class EncodedPrompts:
                     position_ids=self.mask.sum(1)[owner, None] + torch.arange(T - 1),  # [b, T - 1]: after the prompt
                 ).logits  # [b, T - 1, V]: completion token t predicts token t + 1
             logits = torch.cat([logits.to(rest.dtype), rest], dim=1)  # [b, T, V]
-        logps, entropies = selective_log_softmax(logits, ids, with_entropy)
+        logps, entropies = selective_log_softmax(tempered(logits, temperature), ids, with_entropy)
         return logps, entropies, mask.float()
 
     def backward(self) -> None:

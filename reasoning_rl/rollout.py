@@ -146,17 +146,18 @@ def encode_prompts(model, rollouts: Rollouts, rows: list[int], pad_id: int, auto
 
 
 def row_logprobs(model, rollouts: Rollouts, rows: list[int], pad_id: int, autocast: bool, with_entropy: bool = False,
-                 prompts: EncodedPrompts | None = None):
+                 prompts: EncodedPrompts | None = None, temperature: float = 1.0):
     """``[b, T]`` log-probs of the sampled tokens of ``rows`` (and entropies, or None), and their ``[b, T]`` mask.
 
     With ``prompts`` (``encode_prompts``) the completions run on their group's encoded prompt; without,
-    every row encodes its own prompt (``logprobs.completion_logprobs``). Both give the same numbers.
+    every row encodes its own prompt (``logprobs.completion_logprobs``). Both give the same numbers. The
+    log-probs are those of softmax(logits / ``temperature``), the distribution the rollouts were sampled from.
     """
     if prompts is not None:
         return prompts.logprobs(model, [i // rollouts.group_size for i in rows], [rollouts.completion_ids[i] for i in rows],
-                                pad_id, with_entropy)
+                                pad_id, with_entropy, temperature)
     ids, attention, mask = rollouts.pack(rows, pad_id)
-    return (*completion_logprobs(model, ids, attention, mask.shape[1], with_entropy, autocast), mask)
+    return (*completion_logprobs(model, ids, attention, mask.shape[1], with_entropy, autocast, temperature), mask)
 
 
 @torch.no_grad()
@@ -173,7 +174,7 @@ def per_token(rollouts: Rollouts, pad_id: int, micro_batch_size: int, fn: Callab
 
 @torch.no_grad()
 def rollout_logprobs(model, rollouts: Rollouts, pad_id: int, micro_batch_size: int, autocast: bool,
-                     rows: list[int] | None = None, shared_prompt: bool = False) -> torch.Tensor:
+                     rows: list[int] | None = None, shared_prompt: bool = False, temperature: float = 1.0) -> torch.Tensor:
     """``[B * G, T]`` log-probs of every sampled token (of all rows, or of ``rows``) under ``model`` (zeros on padding)."""
     out = torch.zeros_like(rollouts.completion_mask())
     batches = micro_batches(rollouts, micro_batch_size, rows)
@@ -181,6 +182,6 @@ def rollout_logprobs(model, rollouts: Rollouts, pad_id: int, micro_batch_size: i
     if shared_prompt and batches:
         prompts = encode_prompts(model, rollouts, [i for rows in batches for i in rows], pad_id, autocast, micro_batch_size)
     for rows in batches:
-        logprobs, _, mask = row_logprobs(model, rollouts, rows, pad_id, autocast, prompts=prompts)
+        logprobs, _, mask = row_logprobs(model, rollouts, rows, pad_id, autocast, prompts=prompts, temperature=temperature)
         out[rows, : mask.shape[1]] = logprobs * mask
     return out

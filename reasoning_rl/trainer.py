@@ -92,7 +92,7 @@ class RLConfig:
     max_new_tokens: int = 64
     """Completion length limit; longer completions are cut off and counted in completions/truncated."""
     temperature: float = 1.0
-    """Sampling temperature of the rollouts."""
+    """Sampling temperature of the rollouts; the update's log-probs (ratio, KL) are those of softmax(logits / T) too."""
     top_p: float = 1.0
     """Nucleus sampling of the rollouts."""
     dynamic_sampling: bool = False
@@ -253,11 +253,12 @@ class PolicyGradient:
         # log-probs at sampling time: the ratio's denominator after the first update, and PPO's KL reward
         old_logprobs = None
         if updates > 1 or self.estimator.needs_old_logprobs:
-            old_logprobs = rollout_logprobs(policy, rollouts, pad, cfg.micro_batch_size, cfg.autocast, kept, self.shared_prompt)
+            old_logprobs = rollout_logprobs(policy, rollouts, pad, cfg.micro_batch_size, cfg.autocast, kept, self.shared_prompt,
+                                            cfg.temperature)
         ref_logprobs = None
         if self.reference is not None:
             ref_logprobs = rollout_logprobs(self.reference, rollouts, pad, cfg.micro_batch_size, cfg.autocast, kept,
-                                            self.shared_prompt)
+                                            self.shared_prompt, cfg.temperature)
 
         # the one algorithm-specific line: [N] (GRPO) or [N, T] (PPO) advantages
         advantages, metrics = early or self.estimator.advantages(rollouts, old_logprobs, ref_logprobs)
@@ -288,7 +289,8 @@ class PolicyGradient:
             prompts = encode_prompts(policy, rollouts, kept, pad, cfg.autocast, cfg.micro_batch_size, separate_backward=True)
         sums = dict.fromkeys(["loss", "clip_fraction", "kl", "entropy"], 0.0)
         for rows in micro_batches(rollouts, cfg.micro_batch_size, kept):
-            logprobs, entropy, mask = row_logprobs(policy, rollouts, rows, pad, cfg.autocast, True, prompts)  # [b, T]
+            logprobs, entropy, mask = row_logprobs(policy, rollouts, rows, pad, cfg.autocast, True, prompts,  # [b, T]
+                                                   cfg.temperature)
             T = mask.shape[1]
             old = old_logprobs[rows, :T] if old_logprobs is not None else logprobs.detach()
             ref = ref_logprobs[rows, :T] if ref_logprobs is not None else None

@@ -11,7 +11,7 @@ import torch
 
 from data_prep import Problem
 from reasoning_rl.estimators import GroupRelative
-from reasoning_rl.logprobs import completion_logprobs, pack, shared_prompt_logprobs
+from reasoning_rl.logprobs import EncodedPrompts, completion_logprobs, pack, shared_prompt_logprobs
 from reasoning_rl.models import load_policy, load_tokenizer
 from reasoning_rl.rollout import Rollouts
 from reasoning_rl.trainer import PolicyGradient, PolicyGradientConfig
@@ -140,3 +140,42 @@ def test_skipping_is_refused_where_it_would_change_the_loss(tiny_model, capsys):
     per_token = PolicyGradient(PolicyGradientConfig(), GroupRelative()).skipped_rows(torch.zeros(4, 3))
     assert not per_token.any()
     assert PolicyGradient(PolicyGradientConfig(), GroupRelative()).skipped_rows(advantages).tolist() == [True, False, False, True]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_selective_log_softmax_matches_autograd_through_log_softmax(dtype):
+    """The hand-written backward gives autograd's gradient; a chunk boundary inside the batch changes nothing."""
+    from reasoning_rl.logprobs import selective_log_softmax
+
+    torch.manual_seed(0)
+    logits = (torch.randn(3, 5, 50) * 4).to(dtype)
+    targets = torch.randint(0, 50, (3, 5))
+    weights = torch.randn(3, 5)
+    mine = logits.clone().requires_grad_()
+    logprobs, entropy = selective_log_softmax(mine, targets, with_entropy=True, chunk=4)  # 15 tokens: chunks of 4
+    (logprobs * weights).sum().backward()
+    reference = logits.clone().requires_grad_()
+    full = torch.log_softmax(reference.float(), dim=-1)
+    expected = full.gather(-1, targets[..., None]).squeeze(-1)
+    (expected * weights).sum().backward()
+    assert mine.grad.dtype == dtype
+    assert (logprobs - expected).abs().max() < 1e-5
+    assert (mine.grad.float() - reference.grad.float()).abs().max() < (1e-6 if dtype == torch.float32 else 1e-2)
+    assert (entropy - (-(full.exp() * full).sum(-1))).abs().max() < 1e-4
+
+
+def test_training_log_probs_are_those_of_the_tempered_distribution(tiny_model):
+    """At temperature T the engine samples from softmax(z / T); both forwards score that distribution."""
+    torch.manual_seed(0)
+    model = load_policy(str(tiny_model)).eval()
+    prompts, owner, completions = [[5, 6, 7], [8, 9]], [0, 0, 1], [[10, 11, 12], [13], [14, 15]]
+    ids, attention, mask = pack([prompts[k] for k in owner], completions, 0)
+    with torch.no_grad():
+        logits = model(input_ids=ids, attention_mask=attention, position_ids=(attention.cumsum(-1) - 1).clamp(min=0)).logits
+        by_hand = torch.log_softmax(logits[:, -4:-1] / 0.5, dim=-1).gather(-1, ids[:, -3:, None]).squeeze(-1)
+        plain, _ = completion_logprobs(model, ids, attention, 3, temperature=0.5)
+        shared, _, _ = EncodedPrompts(model, prompts, 0).logprobs(model, owner, completions, 0, temperature=0.5)
+        untempered, _ = completion_logprobs(model, ids, attention, 3)
+    assert ((plain - by_hand) * mask).abs().max() < 1e-5
+    assert ((shared - by_hand) * mask).abs().max() < 1e-5
+    assert ((untempered - by_hand) * mask).abs().max() > 1e-2  # the temperature is not a no-op here

@@ -67,3 +67,25 @@ def test_weight_sync_matches_the_policy_and_follows_a_perturbation(embedded):
     finally:
         policy.load_state_dict(original)
         engine.sync_weights(policy)
+
+
+def test_tempered_log_probs_match_what_vllm_sampled_from(embedded):
+    """At temperature 0.6 vLLM samples from softmax(z / 0.6); the policy's log-probs of those tokens agree once
+    its logits are divided by 0.6 too (``logprobs.tempered``), and disagree without."""
+    _, tokenizer, policy, engine, prompts = embedded
+    engine.sync_weights(policy)
+    samples = [s for g in engine.generate(prompts, 2, 0.6, 1.0, 24) for s in g]
+    rows = [p for p in prompts for _ in range(2)]
+    ids, attention, mask = pack(rows, [s.token_ids for s in samples], tokenizer.pad_token_id)
+    engine_logprobs = torch.zeros_like(mask)
+    for i, s in enumerate(samples):
+        engine_logprobs[i, : len(s.logprobs)] = torch.tensor(s.logprobs)
+    with torch.no_grad():
+        tempered, _ = completion_logprobs(policy, ids, attention, mask.shape[1], temperature=0.6)
+        plain, _ = completion_logprobs(policy, ids, attention, mask.shape[1])
+
+    def gap(ours):
+        return ((ours - engine_logprobs).abs() * mask).sum().item() / mask.sum().item()
+
+    assert gap(tempered) < MEAN_TOLERANCE, f"tempered log-probs and vLLM's disagree by {gap(tempered):.3f} nats per token"
+    assert gap(plain) > 2 * gap(tempered)

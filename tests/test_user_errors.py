@@ -209,10 +209,13 @@ def test_7_auto_resume_starts_fresh_and_says_so(tiny_model, tmp_path, capsys):
 
 def test_8_ctrl_c_exits_130_with_one_line_and_resume_continues(tiny_model, tmp_path):
     out = tmp_path / "run"
-    steps = 40  # tiny steps take a fraction of a second: the run must still be going when the signal lands
+    steps = 6
     command = [sys.executable, str(ROOT / "scripts" / "train_grpo.py"), "--model", str(tiny_model), "--steps", str(steps),
                "--save-every", "1", "--output-dir", str(out), *TINY_RUN]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a shell without job control starts background jobs with SIGINT ignored, and a child inherits that:
+    # give the run Ctrl-C's default, as a terminal would
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
     while time.time() < deadline and not ((out / "metrics.jsonl").exists() and len(read_steps(out / "metrics.jsonl")) >= 2):
         time.sleep(0.2)

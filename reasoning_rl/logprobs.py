@@ -11,6 +11,24 @@ import torch
 from transformers import DynamicCache
 
 
+def pad_left(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``ids [n, L]`` and ``mask [n, L]`` (long) with each sequence at the right end (prompts)."""
+    L = max(map(len, seqs))
+    ids, mask = torch.full((len(seqs), L), pad_id, dtype=torch.long), torch.zeros((len(seqs), L), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, L - len(s) :], mask[i, L - len(s) :] = torch.tensor(s, dtype=torch.long), 1
+    return ids, mask
+
+
+def pad_right(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``ids [n, T]`` and ``mask [n, T]`` (long) with each sequence at the left end (completions); T >= 1."""
+    T = max(1, max(map(len, seqs)))
+    ids, mask = torch.full((len(seqs), T), pad_id, dtype=torch.long), torch.zeros((len(seqs), T), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)], mask[i, : len(s)] = torch.tensor(s, dtype=torch.long), 1
+    return ids, mask
+
+
 def pack(prompts: list[list[int]], completions: list[list[int]], pad_id: int):
     """Left-pad prompts and right-pad completions into one batch.
 
@@ -18,15 +36,9 @@ def pack(prompts: list[list[int]], completions: list[list[int]], pad_id: int):
     where P and T are the longest prompt and completion. Position ids are derived from the
     attention mask (``position_ids``), so left padding does not shift positions.
     """
-    P, T = max(map(len, prompts)), max(1, max(map(len, completions)))
-    B = len(prompts)
-    input_ids = torch.full((B, P + T), pad_id, dtype=torch.long)
-    attention = torch.zeros((B, P + T), dtype=torch.long)
-    for i, (p, c) in enumerate(zip(prompts, completions)):
-        input_ids[i, P - len(p) : P] = torch.tensor(p)
-        input_ids[i, P : P + len(c)] = torch.tensor(c, dtype=torch.long)
-        attention[i, P - len(p) : P + len(c)] = 1
-    return input_ids, attention, attention[:, P:].float()
+    (prompt_ids, prompt_mask), (completion_ids, completion_mask) = pad_left(prompts, pad_id), pad_right(completions, pad_id)
+    return (torch.cat([prompt_ids, completion_ids], 1), torch.cat([prompt_mask, completion_mask], 1),
+            completion_mask.float())
 
 
 def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -130,12 +142,9 @@ class EncodedPrompts:
 
     def __init__(self, model, prompts: list[list[int]], pad_id: int, autocast: bool = False, chunk: int = 16,
                  separate_backward: bool = False, names: list | None = None):
-        n, P = len(prompts), max(map(len, prompts))
+        n = len(prompts)
         self.index = {name: k for k, name in enumerate(names if names is not None else range(n))}  # owner -> prompt
-        ids = torch.full((n, P), pad_id, dtype=torch.long)
-        self.mask = torch.zeros((n, P), dtype=torch.long)  # [n, P]
-        for i, p in enumerate(prompts):
-            ids[i, P - len(p) :], self.mask[i, P - len(p) :] = torch.tensor(p), 1
+        ids, self.mask = pad_left(prompts, pad_id)  # [n, P]
         self.autocast = autocast
         parts = []
         with torch.autocast(ids.device.type, dtype=torch.bfloat16, enabled=autocast):
@@ -152,11 +161,8 @@ class EncodedPrompts:
                  temperature: float = 1.0):
         """``[b, T]`` log-probs (and entropies, or None) of ``completions``, row i continuing the prompt named
         ``owner[i]`` (its position, or its name in ``names``), and the ``[b, T]`` completion mask."""
-        b, T = len(completions), max(1, max(map(len, completions)))
-        ids = torch.full((b, T), pad_id, dtype=torch.long)
-        mask = torch.zeros((b, T), dtype=torch.long)
-        for i, c in enumerate(completions):
-            ids[i, : len(c)], mask[i, : len(c)] = torch.tensor(c, dtype=torch.long), 1
+        ids, mask = pad_right(completions, pad_id)  # [b, T]
+        T = ids.shape[1]
         owner = torch.tensor([self.index[o] for o in owner])  # [b] row -> its prompt
         logits = self.inputs[0][owner, None]  # [b, 1, V]: the prompt's last position predicts completion token 0
         if T > 1:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from data_prep.preferences import ASSISTANT, HUMAN
-from reasoning_rl.logprobs import position_ids
+from reasoning_rl.logprobs import pad_left, position_ids
 
 
 def load_reward_model(path: str, tokenizer, dtype: torch.dtype = torch.float32):
@@ -62,12 +62,7 @@ def token_scores(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, a
 
 def score_ids(model, sequences: list[list[int]], pad_id: int, autocast: bool = False) -> torch.Tensor:
     """``[B]`` scores. Sequences are left-padded, so the last position is every row's last token."""
-    L = max(map(len, sequences))
-    ids = torch.full((len(sequences), L), pad_id, dtype=torch.long)
-    attention = torch.zeros_like(ids)
-    for i, seq in enumerate(sequences):
-        ids[i, L - len(seq) :] = torch.tensor(seq)
-        attention[i, L - len(seq) :] = 1
+    ids, attention = pad_left(sequences, pad_id)  # [B, L]
     return token_scores(model, ids, attention, autocast)[:, -1]  # [B]
 
 

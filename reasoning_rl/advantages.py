@@ -7,6 +7,8 @@ learned value function with GAE.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -54,8 +56,8 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: 
     """
     B, T = rewards.shape
     advantages = torch.zeros_like(rewards)
-    next_value = torch.zeros(B)
-    next_advantage = torch.zeros(B)
+    next_value = torch.zeros(B, device=rewards.device)
+    next_advantage = torch.zeros(B, device=rewards.device)
     for t in reversed(range(T)):
         m = mask[:, t]
         delta = rewards[:, t] + gamma * next_value - values[:, t]  # [B]
@@ -65,9 +67,14 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: 
     return advantages, (advantages + values) * mask
 
 
-def whiten(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Normalise to mean 0 and std 1 over the real tokens (PPO's advantage whitening)."""
-    n = mask.sum()
-    mean = (x * mask).sum() / n
-    var = (((x - mean) * mask) ** 2).sum() / n
-    return (x - mean) / torch.sqrt(var + eps) * mask
+def whiten(x: torch.Tensor, mask: torch.Tensor, total=None, eps: float = 1e-8) -> torch.Tensor:
+    """Normalise to mean 0 and std 1 over the real tokens (PPO's advantage whitening).
+
+    ``total`` sums a list of numbers over ranks (``Dist.sum``), so that the mean and the variance are
+    those of every rank's tokens together: the same whitening as one process holding the whole batch.
+    """
+    total = total or list
+    n, s = total([mask.sum().item(), (x * mask).sum().item()])
+    mean = s / n
+    var = total([(((x - mean) * mask) ** 2).sum().item()])[0] / n
+    return (x - mean) / math.sqrt(var + eps) * mask

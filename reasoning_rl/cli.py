@@ -9,6 +9,7 @@ that this run created and that holds nothing yet is removed when the start fails
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import warnings
@@ -68,7 +69,7 @@ def check_output_dir(folder: str | Path) -> Path:
     path = Path(folder)
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
+        probe = path / f".write-test-{os.getpid()}"  # one per process: ranks check the same folder at once
         probe.write_text("")
         probe.unlink()
     except OSError as error:

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import torch
 
-from reasoning_rl.logprobs import completion_logprobs
+from reasoning_rl.distributed import SINGLE, Dist, zero_backward
+from reasoning_rl.logprobs import completion_logprobs, device_of
 from reasoning_rl.losses import dpo_loss
 from reasoning_rl.rollout import Rollouts
 
@@ -53,8 +54,9 @@ class DPOUpdate:
         self.beta, self.pairs_per_group, self.epochs = beta, pairs_per_group, epochs
         self.micro_batch_pairs, self.max_grad_norm, self.autocast = micro_batch_pairs, max_grad_norm, autocast
 
-    def setup(self, policy, reference, tokenizer, optimizer, model_path: str) -> None:
+    def setup(self, policy, reference, tokenizer, optimizer, model_path: str, dist: Dist = SINGLE) -> None:
         self.policy, self.reference, self.optimizer, self.pad_id = policy, reference, optimizer, tokenizer.pad_token_id
+        self.dist, self.model = dist, dist.prepare(policy)  # trained through DDP with several ranks
 
     def save(self, folder: Path) -> None:  # no state beyond the policy and its optimizer
         pass
@@ -64,7 +66,7 @@ class DPOUpdate:
 
     def sequence_logprobs(self, model, rollouts: Rollouts, rows: list[int]) -> torch.Tensor:
         """``[len(rows)]`` summed log-probs of the completions of ``rows`` under ``model``."""
-        ids, attention, mask = rollouts.pack(rows, self.pad_id)
+        ids, attention, mask = rollouts.pack(rows, self.pad_id, device_of(model))
         logprobs, _ = completion_logprobs(model, ids, attention, mask.shape[1], autocast=self.autocast)
         return (logprobs * mask).sum(-1)
 
@@ -78,30 +80,38 @@ class DPOUpdate:
     @torch.no_grad()
     def reference_logprobs(self, rollouts: Rollouts, pairs: list[tuple[int, int]]) -> torch.Tensor:
         """``[P, 2]`` summed log-probs of (chosen, rejected) under the frozen reference, once per batch."""
-        out = torch.zeros(len(pairs), 2)
+        out = torch.zeros(len(pairs), 2, device=self.dist.device)
         for i, rows in self.chunks(pairs, self.micro_batch_pairs):
             k = len(rows) // 2
             out[i : i + k] = self.sequence_logprobs(self.reference, rollouts, rows).view(2, k).T
         return out
 
     def one_pass(self, rollouts: Rollouts, pairs: list[tuple[int, int]], ref: torch.Tensor, train: bool) -> dict[str, float]:
-        """The DPO loss and metrics over ``pairs`` (means over pairs), accumulating gradients if ``train``."""
+        """The DPO loss and metrics over ``pairs`` (means over pairs), accumulating gradients if ``train``.
+
+        Training, the gradient is that of the mean over every rank's pairs (DDP averages over ranks, so each
+        rank weighs its pairs by the number of ranks over the number of all pairs)."""
         sums: dict[str, float] = {}
-        for i, rows in self.chunks(pairs, self.micro_batch_pairs):
-            k = len(rows) // 2
-            pol = self.sequence_logprobs(self.policy, rollouts, rows)
-            loss, m = dpo_loss(pol[:k], pol[k:], ref[i : i + k, 0], ref[i : i + k, 1], self.beta)
-            share = k / len(pairs)
-            if train:
-                (loss * share).backward()
+        dist = self.dist if train else SINGLE
+        all_pairs = dist.sum([len(pairs)])[0]
+        chunks = list(self.chunks(pairs, self.micro_batch_pairs))
+        for n, (i, rows) in enumerate(chunks):
+            with dist.accumulate([self.model], sync=n == len(chunks) - 1):
+                k = len(rows) // 2
+                pol = self.sequence_logprobs(self.model if train else self.policy, rollouts, rows)
+                loss, m = dpo_loss(pol[:k], pol[k:], ref[i : i + k, 0], ref[i : i + k, 1], self.beta)
+                if train:
+                    (loss * k * dist.world / all_pairs).backward()
             for key, value in {"loss": loss.item(), **m}.items():
-                sums[key] = sums.get(key, 0.0) + value * share
+                sums[key] = sums.get(key, 0.0) + value * k / len(pairs)
+        if train and not chunks and dist.world > 1:  # no pair here: join the other ranks' all-reduce with zeros
+            zero_backward([self.model], self.pad_id, dist.device)
         return sums
 
     def __call__(self, rollouts: Rollouts, step: int = 0) -> dict[str, float]:
         pairs = pairs_from_groups(rollouts, self.pairs_per_group)
         metrics = {"dpo/pairs": len(pairs)}
-        if not pairs:
+        if not self.dist.sum([len(pairs)])[0]:  # no rank has a pair
             return metrics
         ref = self.reference_logprobs(rollouts, pairs)
         sums: dict[str, float] = {}

@@ -19,8 +19,9 @@ from pathlib import Path
 import torch
 
 from reasoning_rl.advantages import gae, group_relative, whiten
+from reasoning_rl.distributed import SINGLE
 from reasoning_rl.losses import value_loss
-from reasoning_rl.reward_model import token_scores
+from reasoning_rl.reward_model import TokenScores
 from reasoning_rl.rollout import per_token
 
 
@@ -30,17 +31,18 @@ class GroupRelative:
     needs_reference = False
     min_group_size = 2  # the baseline is the group's own mean: a group of one always has advantage 0
     needs_old_logprobs = False
+    models: list = []  # no model of its own to train
 
     def __init__(self, normalize_std: bool = True):
         self.normalize_std = normalize_std
 
-    def setup(self, model_path: str, tokenizer, cfg) -> None:
+    def setup(self, model_path: str, tokenizer, cfg, dist=SINGLE) -> None:
         pass
 
     def advantages(self, rollouts, old_logprobs, ref_logprobs) -> tuple[torch.Tensor, dict[str, float]]:
         return group_relative(rollouts.rewards, rollouts.group_size, self.normalize_std), {}
 
-    def backward(self, rollouts, rows, mask, share) -> dict[str, float]:
+    def backward(self, rollouts, rows, mask, share, weight=1.0) -> dict[str, float]:
         return {}
 
     def step(self) -> dict[str, float]:
@@ -57,10 +59,10 @@ def critic_values(critic, input_ids: torch.Tensor, attention_mask: torch.Tensor,
     """``[B, T]`` values V(s_t) of the state before each of the last ``T`` tokens.
 
     The critic is a sequence classifier (backbone + one-output head, ``reward_model.load_reward_model``)
-    whose head is applied at every position; position t - 1 sees the prompt and tokens < t, the
-    same alignment as the policy's log-probs.
+    whose head is applied at every position (``reward_model.TokenScores``, possibly inside DDP);
+    position t - 1 sees the prompt and tokens < t, the same alignment as the policy's log-probs.
     """
-    return token_scores(critic, input_ids, attention_mask, autocast)[:, -(T + 1) : -1]  # [B, T]
+    return critic(input_ids, attention_mask, autocast)[:, -(T + 1) : -1]  # [B, T]
 
 
 class GAECritic:
@@ -76,8 +78,9 @@ class GAECritic:
         self.needs_reference = kl_coef > 0
         self.min_group_size = 1  # the critic is the baseline: one sample per prompt is enough
 
-    def setup(self, model_path: str, tokenizer, cfg) -> None:
-        """Critic = a copy of the policy's backbone (or ``critic_model``) with a zero-initialised value head."""
+    def setup(self, model_path: str, tokenizer, cfg, dist=SINGLE) -> None:
+        """Critic = a copy of the policy's backbone (or ``critic_model``) with a zero-initialised value head,
+        on ``dist.device``; trained through its DDP wrapper (``models``) when there are several ranks."""
         from reasoning_rl.models import resolve_model
         from reasoning_rl.reward_model import freeze_lower_layers, load_reward_model
         from reasoning_rl.training import make_optimizer
@@ -86,6 +89,7 @@ class GAECritic:
         self.critic = load_reward_model(path, tokenizer)  # a new head starts at zero: V = 0 before training
         freeze_lower_layers(self.critic, self.critic_trainable_layers)
         self.critic.train()
+        self.dist, self.models = dist, [dist.prepare(TokenScores(self.critic))]  # DDP-wrapped with several ranks
         self.optimizer, self.scheduler = make_optimizer(self.critic, self.critic_lr, cfg.weight_decay, cfg.warmup_steps)
         self.autocast, self.max_grad_norm, self.micro_batch_size = cfg.autocast, cfg.max_grad_norm, cfg.micro_batch_size
         self.pad_id = tokenizer.pad_token_id
@@ -95,13 +99,14 @@ class GAECritic:
         mask = rollouts.completion_mask()  # [N, T]
         N, T = mask.shape
         values = per_token(rollouts, self.pad_id, self.micro_batch_size,
-                           lambda ids, attention, T: critic_values(self.critic, ids, attention, T, self.autocast))
+                           lambda ids, attention, T: critic_values(self.models[0], ids, attention, T, self.autocast), self.dist.device)
 
         # per-token rewards: the KL penalty on every token, the sequence score on the last one
-        kl = (old_logprobs - ref_logprobs) * mask if ref_logprobs is not None else torch.zeros(N, T)  # [N, T]
+        mask = mask.to(values.device)
+        kl = (old_logprobs - ref_logprobs) * mask if ref_logprobs is not None else torch.zeros_like(mask)  # [N, T]
         rewards = -self.kl_coef * kl
         last = (mask.sum(1).long() - 1).clamp(min=0)  # [N] index of the last real token
-        rewards[torch.arange(N), last] += rollouts.rewards.float() * (mask.sum(1) > 0)
+        rewards[torch.arange(N), last] += rollouts.rewards.float().to(mask.device) * (mask.sum(1) > 0)
 
         advantages, returns = gae(rewards, values, mask, self.gamma, self.lam)
         self.old_values, self.returns = values, returns
@@ -120,15 +125,17 @@ class GAECritic:
             "ppo/explained_variance": (1 - mean((returns - values) ** 2) / variance(returns).clamp(min=1e-8)).item(),
         }
         if self.whiten_advantages:
-            advantages = whiten(advantages, mask)
+            advantages = whiten(advantages, mask, self.dist.sum)  # over every rank's tokens
         return advantages, metrics
 
-    def backward(self, rollouts, rows, mask, share) -> dict[str, float]:
+    def backward(self, rollouts, rows, mask, share, weight=1.0) -> dict[str, float]:
         T = mask.shape[1]
-        input_ids, attention_mask, _ = rollouts.pack(rows, self.pad_id)
-        values = critic_values(self.critic, input_ids, attention_mask, T, self.autocast)
+        input_ids, attention_mask, _ = rollouts.pack(rows, self.pad_id, mask.device)
+        values = critic_values(self.models[0], input_ids, attention_mask, T, self.autocast)
         loss, m = value_loss(values, self.old_values[rows, :T], self.returns[rows, :T], mask, self.value_clip)
-        (loss * share).backward()  # share = this micro-batch's fraction of the mini-batch's tokens
+        # share: this micro-batch's fraction of this rank's tokens; weight: this rank's tokens against the
+        # average rank's (DDP averages), so the critic's gradient is that of the token mean over all ranks
+        (loss * share * weight).backward()
         return {"value_loss": loss.item() * share, "value_clip_fraction": m["value_clip_fraction"] * share}
 
     def step(self) -> dict[str, float]:

@@ -6,8 +6,11 @@ token ids (never re-tokenized), text and whether they were cut off at ``max_new_
 
 vLLM runs in this process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``) so that weights can be
 reloaded in place: on the CPU in 0.4 s for 135M parameters. The same code runs on a GPU with
-CUDA vLLM; for tensor-parallel rollouts over several GPUs use vLLM's own parallelism
-(``tensor_parallel_size``) from a launcher such as accelerate.
+CUDA vLLM. Under a launcher (``torchrun``, ``accelerate launch``) every rank starts its own engine
+with vLLM's ``external_launcher`` executor, the pattern of TRL's colocate mode: the engine joins the
+launcher's process group instead of spawning workers. With ``tensor_parallel_size = tp`` each group of
+``tp`` consecutive ranks holds one engine, sharded over their devices; the ranks of a group pool their
+prompts, sample all of them with the same seed, and each keeps its own.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import time
 from dataclasses import dataclass
 
 import torch
+
+from reasoning_rl.distributed import SINGLE, Dist
 
 
 @dataclass
@@ -29,7 +34,7 @@ class Sample:
 
 class VLLMGenerator:
     def __init__(self, model_path: str, seed: int = 0, dtype: str = "bfloat16", memory_fraction: float = 0.25,
-                 max_model_len: int = 2048, enforce_eager: bool = True, tensor_parallel_size: int = 1):
+                 max_model_len: int = 2048, enforce_eager: bool = True, tensor_parallel_size: int = 1, dist: Dist = SINGLE):
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # the engine lives in this process
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")  # keep the console for our progress bars
         quiet_vllm()
@@ -37,21 +42,36 @@ class VLLMGenerator:
         os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
         from vllm import LLM
 
-        kv_cache = {} if torch.cuda.is_available() else {"kv_cache_memory_bytes": cpu_kv_cache_bytes(memory_fraction)}
+        # on the CPU the ranks of one machine share its RAM: each engine's KV cache gets its part of the fraction
+        kv_cache = {} if torch.cuda.is_available() else {"kv_cache_memory_bytes": cpu_kv_cache_bytes(memory_fraction / dist.local_world)}
+        tp, self.tp_group = tensor_parallel_size, None
+        launcher = {}
+        if dist.world > 1:
+            launcher = {"distributed_executor_backend": "external_launcher"}
+            if tp > 1:  # ranks [0, tp), [tp, 2 tp), ...: each group one engine (every rank creates every group)
+                self.tp_group, _ = torch.distributed.new_subgroups_by_enumeration(
+                    [list(range(k, k + tp)) for k in range(0, dist.world, tp)])
         self.llm = LLM(
-            model=model_path, dtype=dtype, seed=seed, gpu_memory_utilization=memory_fraction,
-            max_model_len=max_model_len, enforce_eager=enforce_eager, tensor_parallel_size=tensor_parallel_size,
-            use_tqdm_on_load=False, logprobs_mode="processed_logprobs", **kv_cache,  # log-probs of what was sampled from
+            model=model_path, dtype=dtype, seed=seed + dist.rank // tp,  # one seed per engine, shared by its group
+            gpu_memory_utilization=memory_fraction, max_model_len=max_model_len, enforce_eager=enforce_eager,
+            tensor_parallel_size=tp, use_tqdm_on_load=False, **launcher, **kv_cache,
+            logprobs_mode="processed_logprobs",  # log-probs of the distribution sampled from (after temperature)
         )
 
     def generate(self, prompt_ids: list[list[int]], n: int, temperature: float, top_p: float, max_new_tokens: int) -> list[list[Sample]]:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
+        mine = slice(0, len(prompt_ids))
+        if self.tp_group is not None:  # the group's engine samples every rank's prompts; this rank keeps its own
+            parts = [None] * torch.distributed.get_world_size(self.tp_group)
+            torch.distributed.all_gather_object(parts, prompt_ids, group=self.tp_group)
+            start = sum(map(len, parts[: torch.distributed.get_rank(self.tp_group)]))
+            prompt_ids, mine = [p for part in parts for p in part], slice(start, start + len(prompt_ids))
         params = SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_new_tokens, logprobs=0)
         outputs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompt_ids], params, use_tqdm=False)
         return [[Sample(list(o.token_ids), o.text, o.finish_reason == "length", _sampled_logprobs(o)) for o in out.outputs]
-                for out in outputs]
+                for out in outputs[mine]]
 
     @torch.no_grad()
     def sync_weights(self, model: torch.nn.Module) -> float:
@@ -134,8 +154,9 @@ class HFGenerator:
         for i in range(0, len(flat), self.batch_size):
             chunk = flat[i : i + self.batch_size]
             width = max(map(len, chunk))
-            ids = torch.tensor([[pad] * (width - len(p)) + p for p in chunk])
-            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk])
+            device = next(self.model.parameters()).device
+            ids = torch.tensor([[pad] * (width - len(p)) + p for p in chunk], device=device)
+            mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk], device=device)
             sampling = dict(do_sample=True, temperature=temperature, top_p=top_p) if temperature > 0 else dict(do_sample=False)
             out = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
                                       pad_token_id=pad, eos_token_id=eos, **sampling)
@@ -149,10 +170,12 @@ class HFGenerator:
         return 0.0
 
 
-def make_generator(backend: str, model_path: str, policy=None, tokenizer=None, seed: int = 0, **vllm_options):
-    """``backend`` is ``"vllm"`` or ``"hf"`` (transformers generate on ``policy``)."""
+def make_generator(backend: str, model_path: str, policy=None, tokenizer=None, seed: int = 0, dist: Dist = SINGLE,
+                   **vllm_options):
+    """``backend`` is ``"vllm"`` (one engine per rank, or per tensor-parallel group) or ``"hf"`` (transformers
+    generate on ``policy``, on every rank)."""
     if backend == "vllm":
-        return VLLMGenerator(model_path, seed=seed, **vllm_options)
+        return VLLMGenerator(model_path, seed=seed, dist=dist, **vllm_options)
     if backend == "hf":
         return HFGenerator(policy, tokenizer)
     raise ValueError(f"unknown generation backend {backend!r}; choose 'vllm' or 'hf'")

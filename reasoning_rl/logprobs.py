@@ -41,6 +41,11 @@ def pack(prompts: list[list[int]], completions: list[list[int]], pad_id: int):
             completion_mask.float())
 
 
+def device_of(model: torch.nn.Module) -> torch.device:
+    """Where ``model``'s weights are (a DDP wrapper's too): every input of its forward goes there."""
+    return next(model.parameters()).device
+
+
 def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.cumsum(-1) - 1).clamp(min=0)
 
@@ -144,7 +149,8 @@ class EncodedPrompts:
                  separate_backward: bool = False, names: list | None = None):
         n = len(prompts)
         self.index = {name: k for k, name in enumerate(names if names is not None else range(n))}  # owner -> prompt
-        ids, self.mask = pad_left(prompts, pad_id)  # [n, P]
+        self.device = device_of(model)
+        ids, self.mask = (t.to(self.device) for t in pad_left(prompts, pad_id))  # [n, P]
         self.autocast = autocast
         parts = []
         with torch.autocast(ids.device.type, dtype=torch.bfloat16, enabled=autocast):
@@ -161,9 +167,9 @@ class EncodedPrompts:
                  temperature: float = 1.0):
         """``[b, T]`` log-probs (and entropies, or None) of ``completions``, row i continuing the prompt named
         ``owner[i]`` (its position, or its name in ``names``), and the ``[b, T]`` completion mask."""
-        ids, mask = pad_right(completions, pad_id)  # [b, T]
+        ids, mask = (t.to(self.device) for t in pad_right(completions, pad_id))  # [b, T]
         T = ids.shape[1]
-        owner = torch.tensor([self.index[o] for o in owner])  # [b] row -> its prompt
+        owner = torch.tensor([self.index[o] for o in owner], device=self.device)  # [b] row -> its prompt
         logits = self.inputs[0][owner, None]  # [b, 1, V]: the prompt's last position predicts completion token 0
         if T > 1:
             kv = self.inputs[1:]
@@ -172,7 +178,7 @@ class EncodedPrompts:
                 rest = model(
                     input_ids=ids[:, :-1], past_key_values=cache, use_cache=True,
                     attention_mask=torch.cat([self.mask[owner], mask[:, :-1]], dim=1),  # [b, P + T - 1]
-                    position_ids=self.mask.sum(1)[owner, None] + torch.arange(T - 1),  # [b, T - 1]: after the prompt
+                    position_ids=self.mask.sum(1)[owner, None] + torch.arange(T - 1, device=self.device),  # [b, T - 1]: after the prompt
                 ).logits  # [b, T - 1, V]: completion token t predicts token t + 1
             logits = torch.cat([logits.to(rest.dtype), rest], dim=1)  # [b, T, V]
         logps, entropies = selective_log_softmax(tempered(logits, temperature), ids, with_entropy)

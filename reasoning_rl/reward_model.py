@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from data_prep.preferences import ASSISTANT, HUMAN
-from reasoning_rl.logprobs import pad_left, position_ids
+from reasoning_rl.logprobs import device_of, pad_left, position_ids
 
 
 def load_reward_model(path: str, tokenizer, dtype: torch.dtype = torch.float32):
@@ -60,9 +60,21 @@ def token_scores(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, a
         return model.score(hidden).squeeze(-1).float()  # [B, L]
 
 
+class TokenScores(torch.nn.Module):
+    """``model`` (a sequence classifier) with ``token_scores`` as its forward: PPO's critic is trained through
+    this module, so that DDP, which wraps a module's forward, sees the per-position values it back-propagates."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, autocast: bool = False) -> torch.Tensor:
+        return token_scores(self.model, input_ids, attention_mask, autocast)
+
+
 def score_ids(model, sequences: list[list[int]], pad_id: int, autocast: bool = False) -> torch.Tensor:
     """``[B]`` scores. Sequences are left-padded, so the last position is every row's last token."""
-    ids, attention = pad_left(sequences, pad_id)  # [B, L]
+    ids, attention = (t.to(device_of(model)) for t in pad_left(sequences, pad_id))  # [B, L]
     return token_scores(model, ids, attention, autocast)[:, -1]  # [B]
 
 
@@ -80,11 +92,11 @@ class RewardModelScorer:
     """
 
     def __init__(self, path: str, max_length: int = 256, batch_size: int = 16, scale: float = 1.0, shift: float = 0.0,
-                 autocast: bool = True):
+                 autocast: bool = True, device: torch.device | str = "cpu"):
         from reasoning_rl.models import load_tokenizer
 
         self.tokenizer = load_tokenizer(path)
-        self.model = load_reward_model(path, self.tokenizer).eval()
+        self.model = load_reward_model(path, self.tokenizer).eval().to(device)
         self.max_length, self.batch_size, self.scale, self.shift, self.autocast = max_length, batch_size, scale, shift, autocast
 
     @torch.no_grad()

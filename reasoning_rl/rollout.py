@@ -8,7 +8,7 @@ from typing import Callable
 import torch
 
 from data_prep import Problem, render_prompt
-from reasoning_rl.logprobs import EncodedPrompts, completion_logprobs, pack
+from reasoning_rl.logprobs import EncodedPrompts, completion_logprobs, device_of, pack
 from rewards import EVAL_TIMEOUT, REWARDS, Verdict, soft_overlong_penalty
 
 
@@ -37,9 +37,10 @@ class Rollouts:
         T = max(1, max(map(len, self.completion_ids)))
         return (torch.arange(T) < torch.tensor([len(c) for c in self.completion_ids])[:, None]).float()
 
-    def pack(self, rows: list[int], pad_id: int):
-        """``input_ids [b, P + T]``, ``attention_mask [b, P + T]``, ``completion_mask [b, T]`` for ``rows``."""
-        return pack([self.prompt_ids[i] for i in rows], [self.completion_ids[i] for i in rows], pad_id)
+    def pack(self, rows: list[int], pad_id: int, device: torch.device | str = "cpu"):
+        """``input_ids [b, P + T]``, ``attention_mask [b, P + T]``, ``completion_mask [b, T]`` for ``rows``, on ``device``."""
+        packed = pack([self.prompt_ids[i] for i in rows], [self.completion_ids[i] for i in rows], pad_id)
+        return tuple(t.to(device) for t in packed)
 
     def select_groups(self, keep: torch.Tensor) -> "Rollouts":
         """The groups where ``keep [B]`` is True."""
@@ -156,18 +157,18 @@ def row_logprobs(model, rollouts: Rollouts, rows: list[int], pad_id: int, autoca
     if prompts is not None:
         return prompts.logprobs(model, [i // rollouts.group_size for i in rows], [rollouts.completion_ids[i] for i in rows],
                                 pad_id, with_entropy, temperature)
-    ids, attention, mask = rollouts.pack(rows, pad_id)
+    ids, attention, mask = rollouts.pack(rows, pad_id, device_of(model))
     return (*completion_logprobs(model, ids, attention, mask.shape[1], with_entropy, autocast, temperature), mask)
 
 
 @torch.no_grad()
-def per_token(rollouts: Rollouts, pad_id: int, micro_batch_size: int, fn: Callable,
+def per_token(rollouts: Rollouts, pad_id: int, micro_batch_size: int, fn: Callable, device: torch.device | str = "cpu",
               rows: list[int] | None = None) -> torch.Tensor:
-    """``[B * G, T]``: ``fn(input_ids, attention_mask, T) -> [b, T]`` over micro-batches of all rows (or of
-    ``rows``; the others stay 0), zeros on padding."""
-    out = torch.zeros_like(rollouts.completion_mask())
+    """``[B * G, T]`` on ``device``: ``fn(input_ids, attention_mask, T) -> [b, T]`` over micro-batches of all rows
+    (or of ``rows``; the others stay 0), zeros on padding."""
+    out = rollouts.completion_mask().zero_().to(device)
     for rows in micro_batches(rollouts, micro_batch_size, rows):
-        ids, attention, mask = rollouts.pack(rows, pad_id)
+        ids, attention, mask = rollouts.pack(rows, pad_id, device)
         out[rows, : mask.shape[1]] = fn(ids, attention, mask.shape[1]) * mask
     return out
 
@@ -175,8 +176,9 @@ def per_token(rollouts: Rollouts, pad_id: int, micro_batch_size: int, fn: Callab
 @torch.no_grad()
 def rollout_logprobs(model, rollouts: Rollouts, pad_id: int, micro_batch_size: int, autocast: bool,
                      rows: list[int] | None = None, shared_prompt: bool = False, temperature: float = 1.0) -> torch.Tensor:
-    """``[B * G, T]`` log-probs of every sampled token (of all rows, or of ``rows``) under ``model`` (zeros on padding)."""
-    out = torch.zeros_like(rollouts.completion_mask())
+    """``[B * G, T]`` log-probs of every sampled token (of all rows, or of ``rows``) under ``model`` (zeros on padding),
+    on the model's device."""
+    out = rollouts.completion_mask().zero_().to(device_of(model))
     batches = micro_batches(rollouts, micro_batch_size, rows)
     prompts = None
     if shared_prompt and batches:

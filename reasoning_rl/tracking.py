@@ -7,11 +7,14 @@ from pathlib import Path
 
 
 class MetricsLogger:
-    def __init__(self, output_dir: Path, resume_step: int = 0, tensorboard: bool = True):
-        self.path = Path(output_dir) / "metrics.jsonl"
+    """``log(step, metrics)`` to metrics.jsonl and TensorBoard; ``enabled=False`` (ranks other than 0) writes nothing."""
+
+    def __init__(self, output_dir: Path, resume_step: int = 0, tensorboard: bool = True, enabled: bool = True):
+        self.path, self.enabled, self.tb = Path(output_dir) / "metrics.jsonl", enabled, None
+        if not enabled:
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._truncate_after(resume_step)
-        self.tb = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -23,6 +26,8 @@ class MetricsLogger:
             truncate_jsonl(path, step)
 
     def log(self, step: int, metrics: dict) -> None:
+        if not self.enabled:
+            return
         with open(self.path, "a") as f:
             f.write(json.dumps({"step": step, **metrics}) + "\n")
         if self.tb is not None:

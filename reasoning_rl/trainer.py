@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from reasoning_rl.advantages import zero_std_groups
 from reasoning_rl.checkpoint import latest_checkpoint, load_training_state, save_checkpoint
 from reasoning_rl.cli import UserError, as_user_error, check_output_dir
+from reasoning_rl.distributed import SINGLE, Dist, zero_backward
 from reasoning_rl.generation import make_generator
 from reasoning_rl.logprobs import supports_shared_prompt
 from reasoning_rl.losses import policy_loss
@@ -43,7 +44,7 @@ from reasoning_rl.rollout import (Rollouts, collect_rollouts, encode_prompts, mi
 from reasoning_rl.tasks import PromptSampler, load_task
 from reasoning_rl.tracking import MetricsLogger, read_metrics, write_completions, write_samples
 from reasoning_rl.training import (format_seconds, frozen_copy, held_out_accuracy, make_optimizer, peak_memory_gib,
-                                   plot_run, prepare_policy, seed_everything)
+                                   plot_run, prepare_policy, seed_everything, weights_sha256)
 from rewards import TRAIN_TIMEOUT, audit_metrics, parse_weights
 
 
@@ -129,6 +130,9 @@ class RLConfig:
     """vLLM's gpu_memory_utilization: on the CPU the fraction of RAM for the KV cache."""
     vllm_enforce_eager: bool = True
     """Skip torch.compile in vLLM (starts in 30 s instead of 90 s; compiled decoding is 1.6x faster)."""
+    vllm_tensor_parallel_size: int = 1
+    """Devices per vLLM engine, for models that do not fit one: each group of this many consecutive ranks shares
+    one engine (tensor parallelism, TRL's colocate pattern); it must divide the number of processes."""
 
     # evaluation and outputs
     eval_problems: int = 128
@@ -198,10 +202,13 @@ class PolicyGradient:
         self.needs_reference = cfg.beta > 0 or estimator.needs_reference
         self.min_group_size = estimator.min_group_size
         self._said_skip_not_applicable = False
+        self.dist = SINGLE  # until setup
 
-    def setup(self, policy, reference, tokenizer, optimizer, model_path: str) -> None:
-        self.policy, self.reference, self.tokenizer, self.optimizer = policy, reference, tokenizer, optimizer
-        self.estimator.setup(model_path, tokenizer, self.cfg)
+    def setup(self, policy, reference, tokenizer, optimizer, model_path: str, dist: Dist = SINGLE) -> None:
+        """``policy`` is the bare model (on ``dist.device``); with several ranks it is trained through its DDP wrapper."""
+        self.policy, self.reference, self.tokenizer, self.optimizer, self.dist = policy, reference, tokenizer, optimizer, dist
+        self.model = dist.prepare(policy)  # the policy itself in one process
+        self.estimator.setup(model_path, tokenizer, self.cfg, dist)
         why_not = supports_shared_prompt(policy) if self.cfg.shared_prompt else None
         if why_not:
             tqdm.write(f"--shared-prompt does not apply here ({why_not}): every row encodes its prompt")
@@ -220,7 +227,9 @@ class PolicyGradient:
         if cfg.mini_batches <= 1:
             return [rows]
         random.Random(f"{cfg.seed}/{step}/{epoch}").shuffle(rows)
-        return [part for k in range(cfg.mini_batches) if (part := rows[k :: cfg.mini_batches])]
+        parts = [rows[k :: cfg.mini_batches] for k in range(cfg.mini_batches)]
+        # every rank takes the same number of optimizer steps (an empty part joins the all-reduce with 0)
+        return parts if self.dist.world > 1 else [part for part in parts if part]
 
     def skipped_rows(self, advantages: torch.Tensor) -> torch.Tensor:
         """``[N]`` bool: rows that cannot contribute to the loss or its gradient, so they are never forwarded.
@@ -262,6 +271,7 @@ class PolicyGradient:
 
         # the one algorithm-specific line: [N] (GRPO) or [N, T] (PPO) advantages
         advantages, metrics = early or self.estimator.advantages(rollouts, old_logprobs, ref_logprobs)
+        advantages = advantages.to(self.dist.device)
 
         sums = dict.fromkeys(["loss", "clip_fraction", "kl", "entropy", "grad_norm"], 0.0)
         n_steps = 0
@@ -277,40 +287,56 @@ class PolicyGradient:
     def optimizer_step(self, rollouts: Rollouts, part: list[int], skip: torch.Tensor, advantages: torch.Tensor,
                        old_logprobs: torch.Tensor | None, ref_logprobs: torch.Tensor | None) -> dict[str, float]:
         """One optimizer step on the rows ``part``: the loss over micro-batches of its rows that are not skipped,
-        gradients accumulated, clipped, applied. Returns the step's metrics (token-weighted over its micro-batches)."""
-        cfg, policy, pad = self.cfg, self.policy, self.tokenizer.pad_token_id
-        n_seq = len(part)  # the normalisers count every row, skipped or not
-        n_tok = sum(len(rollouts.completion_ids[i]) for i in part)
+        gradients accumulated, averaged over ranks, clipped, applied. Returns the step's metrics (token-weighted
+        over its micro-batches).
+
+        The normalisers are global: every row of the mini-batch on every rank counts, skipped or not. DDP
+        averages the ranks' gradients, so each rank normalises by the global counts divided by the number of
+        ranks; the average is then the gradient of the whole mini-batch's loss, as if one process held it all.
+        """
+        cfg, dist, pad = self.cfg, self.dist, self.tokenizer.pad_token_id
         kept = [i for i in part if not skip[i]]
-        n_run = max(1, sum(len(rollouts.completion_ids[i]) for i in kept))  # tokens forwarded
+        n_run = sum(len(rollouts.completion_ids[i]) for i in kept)  # tokens forwarded on this rank
+        n_seq, n_tok, n_run_all = dist.sum([len(part), sum(len(rollouts.completion_ids[i]) for i in part), n_run])
+        n_seq, n_tok, critic_weight = n_seq / dist.world, n_tok / dist.world, dist.world * n_run / max(n_run_all, 1)
+        models = [self.model, *self.estimator.models]  # DDP-wrapped in several processes
         self.optimizer.zero_grad(set_to_none=True)
-        prompts = None  # each group's prompt encoded once for the step, back-propagated once after it
-        if self.shared_prompt and kept:
-            prompts = encode_prompts(policy, rollouts, kept, pad, cfg.autocast, cfg.micro_batch_size, separate_backward=True)
+        # each group's prompt encoded once: for the whole step in one process (back-propagated once after it);
+        # per micro-batch with several, so that each micro-batch is one forward and one backward for DDP
+        step_prompts = None
+        if self.shared_prompt and kept and dist.world == 1:
+            step_prompts = encode_prompts(self.policy, rollouts, kept, pad, cfg.autocast, cfg.micro_batch_size, separate_backward=True)
         sums = dict.fromkeys(["loss", "clip_fraction", "kl", "entropy"], 0.0)
-        for rows in micro_batches(rollouts, cfg.micro_batch_size, kept):
-            logprobs, entropy, mask = row_logprobs(policy, rollouts, rows, pad, cfg.autocast, True, prompts,  # [b, T]
-                                                   cfg.temperature)
-            T = mask.shape[1]
-            old = old_logprobs[rows, :T] if old_logprobs is not None else logprobs.detach()
-            ref = ref_logprobs[rows, :T] if ref_logprobs is not None else None
-            adv = advantages[rows] if advantages.ndim == 1 else advantages[rows, :T]
-            loss, m = policy_loss(logprobs, old, adv, mask, ref, cfg.beta, cfg.clip_low, cfg.clip_high,
-                                  cfg.loss_aggregation, n_seq, n_tok, cfg.max_new_tokens)
-            loss.backward()
-            share = mask.sum().item() / n_run  # token-weighted average over the rows forwarded
-            sums["loss"] += loss.item()
-            sums["entropy"] += (entropy * mask).sum().item() / n_run
-            for key in ("clip_fraction", "kl"):
-                sums[key] += m[key] * share
-            for key, value in self.estimator.backward(rollouts, rows, mask, share).items():
-                sums[key] = sums.get(key, 0.0) + value
-        if prompts is not None:
-            prompts.backward()
-        for p in policy.parameters():  # every row skipped: the plain path's gradient is exactly 0,
+        batches = micro_batches(rollouts, cfg.micro_batch_size, kept)
+        for k, rows in enumerate(batches):
+            with dist.accumulate(models, sync=k == len(batches) - 1):
+                prompts = step_prompts
+                if self.shared_prompt and prompts is None:  # through DDP: the one forward it syncs on
+                    prompts = encode_prompts(self.model, rollouts, rows, pad, cfg.autocast, cfg.micro_batch_size)
+                logprobs, entropy, mask = row_logprobs(self.model if prompts is None else self.policy, rollouts, rows, pad,
+                                                       cfg.autocast, True, prompts, cfg.temperature)  # [b, T]
+                T = mask.shape[1]
+                old = old_logprobs[rows, :T] if old_logprobs is not None else logprobs.detach()
+                ref = ref_logprobs[rows, :T] if ref_logprobs is not None else None
+                adv = advantages[rows] if advantages.ndim == 1 else advantages[rows, :T]
+                loss, m = policy_loss(logprobs, old, adv, mask, ref, cfg.beta, cfg.clip_low, cfg.clip_high,
+                                      cfg.loss_aggregation, n_seq, n_tok, cfg.max_new_tokens)
+                loss.backward()
+                share = mask.sum().item() / max(n_run, 1)  # token-weighted average over the rows forwarded here
+                sums["loss"] += loss.item()
+                sums["entropy"] += (entropy * mask).sum().item() / max(n_run, 1)
+                for key in ("clip_fraction", "kl"):
+                    sums[key] += m[key] * share
+                for key, value in self.estimator.backward(rollouts, rows, mask, share, critic_weight).items():
+                    sums[key] = sums.get(key, 0.0) + value
+        if step_prompts is not None:
+            step_prompts.backward()
+        if not batches and dist.world > 1:  # nothing to train here: join the other ranks' all-reduce with zeros
+            zero_backward(models, pad, dist.device)
+        for p in self.policy.parameters():  # every row skipped: the plain path's gradient is exactly 0,
             if p.requires_grad and p.grad is None:  # and AdamW still steps (momentum, decay)
                 p.grad = torch.zeros_like(p)
-        sums["grad_norm"] = torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm).item()
+        sums["grad_norm"] = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm).item()
         self.optimizer.step()
         return {**sums, **self.estimator.step()}
 
@@ -350,8 +376,9 @@ GROUP_REASON = {
 }
 
 
-def check_settings(cfg: RLConfig, update, algorithm: str) -> None:
-    """Refuse, before anything loads, a setting that cannot produce a gradient (a ``UserError`` saying why)."""
+def check_settings(cfg: RLConfig, update, algorithm: str, dist: Dist = SINGLE) -> None:
+    """Refuse, before anything loads, a setting that cannot produce a gradient or cannot be split over the
+    processes (a ``UserError`` saying why)."""
     if cfg.steps < 1:
         raise UserError(f"--steps {cfg.steps}: at least 1 step is needed to train anything")
     if cfg.prompts_per_step < 1 or cfg.max_new_tokens < 1 or cfg.micro_batch_size < 1:
@@ -368,6 +395,26 @@ def check_settings(cfg: RLConfig, update, algorithm: str) -> None:
         raise UserError("--mu and --mini-batches must be at least 1")
     if cfg.optimizer_state not in ("all", "newest"):
         raise UserError(f"--optimizer-state {cfg.optimizer_state!r}: choose all or newest")
+    check_processes(cfg, dist)
+
+
+def check_processes(cfg: RLConfig, dist: Dist) -> None:
+    """What several processes need: a batch that splits into equal shares, tensor-parallel groups that tile the
+    ranks, and DDP (the update's shared-prompt forward and the engine's weight sync read the whole model)."""
+    tp = cfg.vllm_tensor_parallel_size
+    if tp < 1 or dist.world % tp:
+        raise UserError(f"--vllm-tensor-parallel-size {tp} must divide the number of processes ({dist.world}): each group "
+                        f"of {tp} consecutive ranks shares one engine; launch with torchrun --nproc-per-node {max(tp, 1)} or more")
+    if tp > 1 and cfg.backend != "vllm":
+        raise UserError(f"--vllm-tensor-parallel-size {tp} needs --backend vllm")
+    if cfg.prompts_per_step % dist.world:
+        raise UserError(f"--prompts-per-step {cfg.prompts_per_step} does not split over {dist.world} processes: use a "
+                        f"multiple of {dist.world}, so that every rank samples the same number of groups")
+    kind = str(getattr(dist.accelerator, "distributed_type", ""))
+    if "FSDP" in kind or "DEEPSPEED" in kind:
+        raise UserError(f"accelerate is configured for {kind.split('.')[-1]}, which this trainer does not support yet: "
+                        "it trains with DDP (every rank holds the whole model); run `accelerate config` and choose "
+                        "multi-GPU without FSDP or DeepSpeed, or launch with torchrun")
 
 
 @contextmanager
@@ -384,8 +431,9 @@ def report_interrupt(out: Path, bar):
         raise
 
 
-def find_checkpoint(out: Path, cfg: RLConfig) -> Path | None:
-    """The checkpoint to resume from: ``--resume`` insists on one, ``--auto-resume`` takes one if there is one."""
+def find_checkpoint(out: Path, cfg: RLConfig, dist: Dist = SINGLE) -> Path | None:
+    """The checkpoint to resume from: ``--resume`` insists on one, ``--auto-resume`` takes one if there is one.
+    Every rank reads the same folder (on several machines, a shared file system)."""
     if not (cfg.resume or cfg.auto_resume):
         return None
     checkpoint = latest_checkpoint(out)
@@ -393,7 +441,7 @@ def find_checkpoint(out: Path, cfg: RLConfig) -> Path | None:
         raise UserError(f"--resume: no checkpoint to resume from in {out} (looked for {out / 'checkpoints'}/step_*); "
                         "check the folder name, or use --auto-resume to start a new run when there is none")
     if checkpoint is None:
-        print(f"--auto-resume: no checkpoint in {out}; starting a new run")
+        dist.print(f"--auto-resume: no checkpoint in {out}; starting a new run")
     return checkpoint
 
 
@@ -418,11 +466,12 @@ class Run:
     logger: MetricsLogger
     state: dict  # level, cursors, recent_accuracy, before/after, step, sampled_total: saved in every checkpoint
     start_time: float
+    dist: Dist  # this process's rank, the number of ranks, its device
 
     def evaluate(self, n_samples: int, tasks: list[str] | None = None) -> dict[str, dict[str, float]]:
-        """Held-out greedy accuracy (and sampled pass@1 with ``n_samples``) per task."""
+        """Held-out greedy accuracy (and sampled pass@1 with ``n_samples``) per task; each rank grades its share."""
         return {t: held_out_accuracy(self.generator, self.tokenizer, self.heldout[t], self.cfg.template, n_samples,
-                                     self.cfg.max_new_tokens)
+                                     self.cfg.max_new_tokens, self.dist)
                 for t in tasks or self.tasks if self.heldout[t]}
 
 
@@ -430,15 +479,21 @@ class Run:
 class Batch:
     """One step's rollouts: those the update trains on, and all that were sampled (DAPO drops some)."""
 
-    rollouts: Rollouts
+    rollouts: Rollouts  # this rank's
     sampled: Rollouts
     frac_zero_std: float  # of the first engine call's groups
     seconds: dict[str, float]  # generate, reward
+    groups: int  # groups to train on, over all ranks (0: DAPO found none, and no rank updates)
 
 
 def start_run(cfg: RLConfig, update, algorithm: str) -> Run:
-    """Check the settings, load data, models and the engine, and resume from a checkpoint if asked."""
-    check_settings(cfg, update, algorithm)
+    """Check the settings, load data, models and the engine, and resume from a checkpoint if asked.
+
+    Every rank runs this: it loads the same data, the policy onto its device (DDP-wrapped by the update's
+    ``setup``) and its own engine; rank 0 alone writes the output folder's files.
+    """
+    dist = Dist.start()
+    check_settings(cfg, update, algorithm, dist)
     with as_user_error():
         reward_weights = parse_weights(cfg.rewards)
         tasks, pools, heldout = load_tasks(cfg)
@@ -446,7 +501,7 @@ def start_run(cfg: RLConfig, update, algorithm: str) -> Run:
         raise UserError(f"task {cfg.task!r} has prompts without a reference answer; pass --reward-model <folder> "
                         "(train one with scripts/train_reward_model.py)")
     model_path = resolve_model(cfg.model)
-    checkpoint = find_checkpoint(Path(cfg.output_dir), cfg)
+    checkpoint = find_checkpoint(Path(cfg.output_dir), cfg, dist)
     out = check_output_dir(cfg.output_dir)
     seed_everything(cfg.seed)
     start_time = time.perf_counter()
@@ -454,46 +509,54 @@ def start_run(cfg: RLConfig, update, algorithm: str) -> Run:
     if cfg.reward_model:
         from reasoning_rl.reward_model import RewardModelScorer
 
-        scorer = RewardModelScorer(resolve_model(cfg.reward_model), scale=cfg.reward_model_scale, autocast=cfg.autocast)
+        scorer = RewardModelScorer(resolve_model(cfg.reward_model), scale=cfg.reward_model_scale, autocast=cfg.autocast,
+                                   device=dist.device)
 
     tokenizer = load_tokenizer(model_path)
     policy = load_policy(str(checkpoint / "policy") if checkpoint and cfg.lora_rank == 0 else model_path)
-    reference = frozen_copy(load_policy(model_path)) if update.needs_reference else None  # the starting model, also on resume
-    policy = prepare_policy(policy, cfg.lora_rank, cfg.lora_alpha, cfg.gradient_checkpointing)
+    reference = frozen_copy(load_policy(model_path)).to(dist.device) if update.needs_reference else None  # the starting model, also on resume
+    policy = prepare_policy(policy, cfg.lora_rank, cfg.lora_alpha, cfg.gradient_checkpointing).to(dist.device)
     if checkpoint and cfg.lora_rank > 0:
         from peft import set_peft_model_state_dict
         from safetensors.torch import load_file
 
         set_peft_model_state_dict(policy, load_file(checkpoint / "policy" / "adapter_model.safetensors"))
     policy.train()
-    generator = make_generator(cfg.backend, model_path, policy, tokenizer, seed=cfg.seed,
-                               memory_fraction=cfg.vllm_memory_fraction, enforce_eager=cfg.vllm_enforce_eager)
+    generator = make_generator(cfg.backend, model_path, policy, tokenizer, seed=cfg.seed, dist=dist,
+                               memory_fraction=cfg.vllm_memory_fraction, enforce_eager=cfg.vllm_enforce_eager,
+                               tensor_parallel_size=cfg.vllm_tensor_parallel_size)
     if checkpoint:
         generator.sync_weights(policy)
 
     optimizer, scheduler = make_optimizer(policy, cfg.lr, cfg.weight_decay, cfg.warmup_steps)
-    update.setup(policy, reference, tokenizer, optimizer, model_path)
+    update.setup(policy, reference, tokenizer, optimizer, model_path, dist)
     state = {"level": 0, "cursors": [0] * len(tasks), "recent_accuracy": [], "before": {}}
     if checkpoint:
         state = load_training_state(checkpoint, optimizer, scheduler)
         update.load(checkpoint)
-        print(f"resuming from {checkpoint} (step {state['step']})")
+        dist.print(f"resuming from {checkpoint} (step {state['step']})")
+    if dist.world > 1:  # the ranks' own random streams (transformers generate samples with torch's)
+        torch.manual_seed(cfg.seed + 1_000_003 * dist.rank + state.get("step", 0))
     samplers = [PromptSampler(pool, cfg.seed, cursor) for pool, cursor in zip(pools, state["cursors"])]
-    logger = MetricsLogger(out, state.get("step", 0), cfg.tensorboard)
-    (out / "config.json").write_text(json.dumps({"algorithm": algorithm, **dataclasses.asdict(cfg)}, indent=2))
+    logger = MetricsLogger(out, state.get("step", 0), cfg.tensorboard, enabled=dist.is_main)
+    if dist.is_main:
+        (out / "config.json").write_text(json.dumps({"algorithm": algorithm, **dataclasses.asdict(cfg),
+                                                     "processes": dist.world}, indent=2))
     run = Run(cfg, update, algorithm, out, tasks, heldout, samplers, reward_weights, scorer, tokenizer, policy, generator,
-              optimizer, scheduler, logger, state, start_time)
+              optimizer, scheduler, logger, state, start_time, dist)
     if not state["before"] and cfg.eval_before:
-        print(f"evaluating the untrained policy on {cfg.eval_problems} held-out problems per task ...")
+        dist.print(f"evaluating the untrained policy on {cfg.eval_problems} held-out problems per task ...")
         state["before"] = run.evaluate(cfg.eval_samples)
     return run
 
 
 def sample(run: Run, seconds: dict[str, float]) -> Rollouts:
-    """Phase 1: ``group_size`` completions for each of ``prompts_per_step`` prompts of the current level, in one engine call."""
+    """Phase 1: ``group_size`` completions for each of ``prompts_per_step`` prompts of the current level, in one engine
+    call. Every rank draws the same prompts (the sampler is seeded and checkpointed) and samples its own share."""
     cfg, start = run.cfg, time.perf_counter()
-    rollouts = collect_rollouts(run.generator, run.tokenizer, run.samplers[run.state["level"]].take(cfg.prompts_per_step),
-                                cfg.template, cfg.group_size, cfg.temperature, cfg.top_p, cfg.max_new_tokens)
+    problems = run.dist.share(run.samplers[run.state["level"]].take(cfg.prompts_per_step))
+    rollouts = collect_rollouts(run.generator, run.tokenizer, problems, cfg.template, cfg.group_size, cfg.temperature,
+                                cfg.top_p, cfg.max_new_tokens)
     seconds["generate"] += time.perf_counter() - start
     return rollouts
 
@@ -509,28 +572,41 @@ def score(run: Run, rollouts: Rollouts, seconds: dict[str, float]) -> Rollouts:
 
 def sample_batch(run: Run) -> Batch:
     """Phases 1 and 2 for one step; with DAPO's dynamic sampling, groups with all-equal rewards are dropped and
-    more prompts are sampled and scored until the batch is full (or ``max_refills`` engine calls were made)."""
-    cfg, G, seconds = run.cfg, run.cfg.group_size, {"generate": 0.0, "reward": 0.0}
+    more prompts are sampled and scored until the batch is full (or ``max_refills`` engine calls were made).
+
+    With several ranks each fills its own share (``prompts_per_step / ranks`` groups) and the decision to refill
+    is taken on the count over all ranks, so that every rank makes the same engine calls and draws the same
+    prompts. A rank left without an informative group while others have some keeps its first group: its
+    advantages are 0, it trains nothing, and the rank still takes part in the step.
+    """
+    cfg, dist, G, seconds = run.cfg, run.dist, run.cfg.group_size, {"generate": 0.0, "reward": 0.0}
     rollouts = score(run, sample(run, seconds), seconds)
     frac_zero_std = zero_std_groups(rollouts.rewards, G).float().mean().item()
     sampled = rollouts
     if cfg.dynamic_sampling:
+        quota = cfg.prompts_per_step // dist.world
         kept, refills = [rollouts.select_groups(~zero_std_groups(rollouts.rewards, G))], 0
-        while sum(len(r.problems) for r in kept) < cfg.prompts_per_step and refills < cfg.max_refills:
+
+        def filled() -> bool:
+            return dist.sum([min(quota, sum(len(r.problems) for r in kept))])[0] >= cfg.prompts_per_step
+
+        while not filled() and refills < cfg.max_refills:
             extra = score(run, sample(run, seconds), seconds)
             sampled = Rollouts.concat([sampled, extra])
             kept.append(extra.select_groups(~zero_std_groups(extra.rewards, G)))
             refills += 1
         rollouts = Rollouts.concat(kept)
-        if len(rollouts.problems) > cfg.prompts_per_step:
-            rollouts = rollouts.select_groups(torch.arange(len(rollouts.problems)) < cfg.prompts_per_step)
-    return Batch(rollouts, sampled, frac_zero_std, seconds)
+        rollouts = rollouts.select_groups(torch.arange(len(rollouts.problems)) < quota)
+    groups = int(dist.sum([len(rollouts.problems)])[0])
+    if groups and not len(rollouts.problems):
+        rollouts = sampled.select_groups(torch.arange(len(sampled.problems)) < 1)
+    return Batch(rollouts, sampled, frac_zero_std, seconds, groups)
 
 
 def update_policy(run: Run, batch: Batch, step: int) -> dict[str, float]:
     """Phase 3: the algorithm's update (``PolicyGradient`` or ``DPOUpdate``) and the learning-rate schedule."""
     start, metrics = time.perf_counter(), {"train/lr": run.scheduler.get_last_lr()[0]}
-    if len(batch.rollouts):  # dynamic sampling can come back empty
+    if batch.groups:  # dynamic sampling can come back empty (on every rank)
         metrics.update(run.update(batch.rollouts, step))
         run.scheduler.step()
     batch.seconds["train"] = time.perf_counter() - start
@@ -551,13 +627,13 @@ def step_metrics(run: Run, batch: Batch, train_metrics: dict[str, float]) -> dic
         **rewards,
         "train/accuracy": rewards.get("reward/accuracy", float("nan")),
         "train/frac_reward_zero_std": batch.frac_zero_std,
-        "train/groups_trained": len(batch.rollouts.problems),
+        "train/groups_trained": batch.groups,
         **train_metrics,
         **audit_metrics([v for v in sampled.verdicts if v is not None]),
         "completions/mean_length": lengths.mean().item(),
         "completions/max_length": lengths.max().item(),
         "completions/truncated": sampled.truncated.float().mean().item(),
-        "completions/sampled_total": run.state.get("sampled_total", 0) + len(sampled),
+        "completions/sampled": len(sampled),
         **{f"time/{k}": v for k, v in seconds.items()},
         "time/step": sum(seconds.values()),
         "throughput/sampled_tokens_per_s": lengths.sum().item() / max(seconds["generate"], 1e-9),
@@ -565,6 +641,29 @@ def step_metrics(run: Run, batch: Batch, train_metrics: dict[str, float]) -> dic
         "memory/peak_gib": peak_memory_gib(),
         "curriculum/level": run.state["level"],
     }
+
+
+# How a step's metrics combine over ranks (``reduce_over_ranks``); every other metric is the mean of the ranks' values,
+# each rank holding an equal share of the batch.
+SUMMED = ("train/rows_skipped", "completions/sampled", "throughput/")
+MAXIMUM = ("time/", "memory/", "completions/max_length")
+
+
+def reduce_over_ranks(dist: Dist, metrics: dict[str, float]) -> dict[str, float]:
+    """One step's metrics over all ranks, the same on every rank (so the curriculum takes the same decision)."""
+    if dist.world == 1:
+        return metrics
+    ranks = dist.gather(metrics)
+    out = {}
+    for key in ranks[0]:
+        values = [m[key] for m in ranks if key in m]
+        if key.startswith(SUMMED):
+            out[key] = sum(values)
+        elif key.startswith(MAXIMUM):
+            out[key] = max(values)
+        else:
+            out[key] = sum(values) / len(values)
+    return out
 
 
 def walk_curriculum(run: Run, step: int, accuracy: float) -> None:
@@ -581,10 +680,14 @@ def walk_curriculum(run: Run, step: int, accuracy: float) -> None:
 
 
 def log_and_checkpoint(run: Run, step: int, batch: Batch, train_metrics: dict[str, float]) -> dict[str, float]:
-    """Phase 5: metrics, held-out evaluation every ``eval_every`` steps, the curriculum, samples and checkpoints."""
-    cfg, state, task = run.cfg, run.state, run.tasks[run.state["level"]]
-    metrics = step_metrics(run, batch, train_metrics)
-    state["sampled_total"] = metrics["completions/sampled_total"]
+    """Phase 5: metrics, held-out evaluation every ``eval_every`` steps, the curriculum, samples and checkpoints.
+
+    Every rank reduces the metrics and evaluates its share of the held-out problems; rank 0 writes the files
+    and the checkpoint while the others wait for it.
+    """
+    cfg, state, task, dist = run.cfg, run.state, run.tasks[run.state["level"]], run.dist
+    metrics = reduce_over_ranks(dist, step_metrics(run, batch, train_metrics))
+    state["sampled_total"] = metrics["completions/sampled_total"] = state.get("sampled_total", 0) + metrics["completions/sampled"]
     if cfg.eval_every and step % cfg.eval_every == 0 and step != cfg.steps and run.heldout[task]:
         metrics["heldout/greedy"] = run.evaluate(0, [task])[task]["greedy"]
     walk_curriculum(run, step, metrics["train/accuracy"])
@@ -593,15 +696,19 @@ def log_and_checkpoint(run: Run, step: int, batch: Batch, train_metrics: dict[st
         state["after"] = run.evaluate(cfg.eval_samples)
         metrics.update({f"heldout/{k}": v for k, v in state["after"].get(task, {}).items()})
     run.logger.log(step, metrics)
-    if cfg.log_completions:
-        write_completions(run.out, step, batch.sampled)
-    if cfg.sample_every and step % cfg.sample_every == 0:
-        G, rollouts = cfg.group_size, batch.rollouts
-        write_samples(run.out, step, [rollouts.prompts[0]] * G if len(rollouts) else [], rollouts.texts[:G],
-                      rollouts.rewards[:G].tolist(), rollouts.answers[:G])
+    every_rank = dist.gather(batch.sampled) if cfg.log_completions else []
+    if dist.is_main:
+        for sampled in every_rank:
+            write_completions(run.out, step, sampled)
+        if cfg.sample_every and step % cfg.sample_every == 0:
+            G, rollouts = cfg.group_size, batch.rollouts
+            write_samples(run.out, step, [rollouts.prompts[0]] * G if len(rollouts) else [], rollouts.texts[:G],
+                          rollouts.rewards[:G].tolist(), rollouts.answers[:G])
     if step % cfg.save_every == 0 or step == cfg.steps:
-        save_checkpoint(run.out, step, run.policy, run.tokenizer, run.optimizer, run.scheduler, state,
-                        extra=run.update.save, optimizer_state=cfg.optimizer_state)
+        if dist.is_main:
+            save_checkpoint(run.out, step, run.policy, run.tokenizer, run.optimizer, run.scheduler, state,
+                            extra=run.update.save, optimizer_state=cfg.optimizer_state)
+        dist.barrier()
     return metrics
 
 
@@ -609,7 +716,7 @@ def train(cfg: RLConfig, update, algorithm: str) -> dict:
     """Run the loop with ``update`` (a ``PolicyGradient`` or a ``DPOUpdate``); return the report."""
     run = start_run(cfg, update, algorithm)
     start_step = run.state.get("step", 0)
-    bar = tqdm(initial=start_step, total=cfg.steps, desc=algorithm, unit="step")
+    bar = tqdm(initial=start_step, total=cfg.steps, desc=algorithm, unit="step", disable=not run.dist.is_main)
     with report_interrupt(run.out, bar):
         for step in range(start_step + 1, cfg.steps + 1):
             batch = sample_batch(run)  # 1-2. sample G completions per prompt in the engine, and score them
@@ -628,12 +735,19 @@ def train(cfg: RLConfig, update, algorithm: str) -> dict:
 
 
 def final_report(run: Run) -> dict:
-    """results.json, the plot, and held-out accuracy before -> after on the console."""
-    cfg, state = run.cfg, run.state
+    """results.json, the plot, and held-out accuracy before -> after on the console (rank 0; the others return it)."""
+    cfg, state, dist = run.cfg, run.state, run.dist
     wall = time.perf_counter() - run.start_time
     before, after = state["before"], state.get("after") or run.evaluate(cfg.eval_samples)
+    memory = dist.gather(peak_memory_gib())
     report = {"algorithm": run.algorithm, "tasks": run.tasks, "before": before, "after": after, "wall_seconds": wall,
-              "steps": cfg.steps, "peak_memory_gib": peak_memory_gib()}
+              "steps": cfg.steps, "processes": dist.world, "peak_memory_gib": max(memory), "peak_memory_gib_per_rank": memory}
+    if dist.world > 1:  # DDP keeps the ranks' weights equal; a fingerprint per rank shows that it did
+        report["weights_sha256_per_rank"] = dist.gather(weights_sha256(run.policy))
+        if len(set(report["weights_sha256_per_rank"])) > 1 and dist.is_main:
+            print("warning: the ranks' weights differ at the end of the run", file=sys.stderr)
+    if not dist.is_main:
+        return report
     (run.out / "results.json").write_text(json.dumps(report, indent=2))
     name, tasks = run.algorithm.upper(), run.tasks
     title = f"{name} on {tasks[0]}" if len(tasks) == 1 else f"{name} curriculum over {len(tasks)} levels"
@@ -645,5 +759,6 @@ def final_report(run: Run) -> dict:
         if "pass@1" in a:
             line += "   sampled pass@1 (T=1) " + (f"{b['pass@1']:6.1%} -> " if b and "pass@1" in b else "") + f"{a['pass@1']:6.1%}"
         print(line)
-    print(f"wall time {format_seconds(wall)}; metrics in {run.out / 'metrics.jsonl'}, plot in {run.out / 'training.png'}")
+    ranks = f" on {dist.world} processes (peak memory per rank {', '.join(f'{m:.1f}' for m in memory)} GiB)" if dist.world > 1 else ""
+    print(f"wall time {format_seconds(wall)}{ranks}; metrics in {run.out / 'metrics.jsonl'}, plot in {run.out / 'training.png'}")
     return report

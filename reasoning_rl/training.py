@@ -9,7 +9,8 @@ from pathlib import Path
 
 import torch
 
-from eval import evaluate
+from eval.harness import run_benchmark, summarize
+from reasoning_rl.distributed import SINGLE, Dist
 
 
 def seed_everything(seed: int) -> None:
@@ -25,6 +26,17 @@ def epoch_order(n: int, epochs: int, seed: int) -> list[int]:
         random.Random(f"{seed}/{epoch}").shuffle(indices)
         order += indices
     return order
+
+
+def weights_sha256(model: torch.nn.Module) -> str:
+    """A fingerprint of every weight's exact bytes: ranks that trained in step hold the same one."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def peak_memory_gib() -> float:
@@ -62,13 +74,21 @@ def make_optimizer(model, lr: float, weight_decay: float, warmup_steps: int):
     return optimizer, scheduler
 
 
-def held_out_accuracy(generator, tokenizer, problems, template: str, n: int, max_new_tokens: int) -> dict[str, float]:
-    """Greedy accuracy and sampled pass@1 (temperature 1.0, ``n`` samples) on ``problems``."""
-    _, greedy = evaluate(generator, tokenizer, problems, template, 1, [1], 0.0, 1.0, max_new_tokens, progress=False)
-    result = {"greedy": greedy["pass@1"]}
+def held_out_accuracy(generator, tokenizer, problems, template: str, n: int, max_new_tokens: int,
+                      dist: Dist = SINGLE) -> dict[str, float]:
+    """Greedy accuracy and sampled pass@1 (temperature 1.0, ``n`` samples) on ``problems``.
+
+    Each rank grades every ``world``-th problem, and the accuracy is over all ranks' records: the same
+    problems, and the same number, as one process would grade."""
+
+    def pass_at_1(samples: int, temperature: float) -> float:
+        records, _ = run_benchmark(generator, tokenizer, problems, template, samples, temperature, 1.0, max_new_tokens,
+                                   progress=False, dist=dist)
+        return summarize(records, [1])["pass@1"]
+
+    result = {"greedy": pass_at_1(1, 0.0)}
     if n > 0:
-        _, sampled = evaluate(generator, tokenizer, problems, template, n, [1], 1.0, 1.0, max_new_tokens, progress=False)
-        result["pass@1"] = sampled["pass@1"]
+        result["pass@1"] = pass_at_1(n, 1.0)
     return result
 
 

@@ -8,6 +8,11 @@ Writes, per benchmark, ``OUT/<benchmark>/samples.jsonl`` (one line per problem: 
 completions, extracted answers, correctness), ``summary.json`` and ``summary.md``. With one
 benchmark the files go straight into OUT. Started again with the same OUT, a run skips the
 problems already in samples.jsonl.
+
+On several processes each rank starts its own engine and generates its share of the problems;
+rank 0 merges them into the same samples.jsonl and writes the summaries:
+
+    torchrun --nproc-per-node 8 scripts/evaluate.py --model Qwen/Qwen2.5-1.5B-Instruct --benchmark math500
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from data_prep.benchmarks import data_label
 from eval import evaluate
 from reasoning_rl.cli import UserError, as_user_error, check_output_dir, run
 from reasoning_rl.config import parse_config
+from reasoning_rl.distributed import Dist
 from reasoning_rl.generation import make_generator
 from reasoning_rl.models import load_policy, load_tokenizer, resolve_model
 
@@ -64,6 +70,9 @@ class Config:
     """vLLM's gpu_memory_utilization (on the CPU: the fraction of RAM for the KV cache)."""
     max_model_len: int = 4096
     """vLLM context length (prompt + completion)."""
+    vllm_tensor_parallel_size: int = 1
+    """Devices per vLLM engine for a model that does not fit one: each group of this many consecutive ranks shares one
+    engine; it must divide the number of processes."""
 
 
 def markdown_table(summary: dict, ks: list[int]) -> str:
@@ -102,6 +111,12 @@ def check_options(cfg: Config) -> list[int]:
     return ks
 
 
+def check_processes(cfg: Config, dist: Dist) -> None:
+    tp = cfg.vllm_tensor_parallel_size
+    if tp < 1 or dist.world % tp or (tp > 1 and cfg.backend != "vllm"):
+        raise UserError(f"--vllm-tensor-parallel-size {tp} needs --backend vllm and must divide the number of processes ({dist.world})")
+
+
 def load_benchmarks(cfg: Config) -> dict[str, list]:
     """label -> problems for each benchmark; a ``UserError`` for an unknown name or a file without usable rows."""
     loaded = {}
@@ -116,28 +131,33 @@ def load_benchmarks(cfg: Config) -> dict[str, list]:
 def main(cfg: Config) -> dict[str, dict]:
     # --- everything the user asked for is checked before the engine starts ---------------
     ks = check_options(cfg)
+    dist = Dist.start()
+    check_processes(cfg, dist)
     benchmarks = load_benchmarks(cfg)
     model_path = resolve_model(cfg.model)
     check_output_dir(cfg.output_dir)
 
     tokenizer = load_tokenizer(model_path)
-    policy = load_policy(model_path) if cfg.backend == "hf" else None
-    generator = make_generator(cfg.backend, model_path, policy, tokenizer, seed=cfg.seed,
-                               memory_fraction=cfg.vllm_memory_fraction, max_model_len=cfg.max_model_len)
+    policy = load_policy(model_path).to(dist.device) if cfg.backend == "hf" else None
+    generator = make_generator(cfg.backend, model_path, policy, tokenizer, seed=cfg.seed, dist=dist,
+                               memory_fraction=cfg.vllm_memory_fraction, max_model_len=cfg.max_model_len,
+                               tensor_parallel_size=cfg.vllm_tensor_parallel_size)
     summaries = {}
     for benchmark, problems in benchmarks.items():
         out = Path(cfg.output_dir) / benchmark if len(benchmarks) > 1 else Path(cfg.output_dir)
-        print(f"{benchmark}: {len(problems)} problems x {cfg.n} samples, {cfg.template} template -> {out}")
+        dist.print(f"{benchmark}: {len(problems)} problems x {cfg.n} samples, {cfg.template} template -> {out}"
+                   + (f", on {dist.world} processes" if dist.world > 1 else ""))
         _, summary = evaluate(generator, tokenizer, problems, cfg.template, cfg.n, ks, cfg.temperature, cfg.top_p,
-                              cfg.max_new_tokens, out, cfg.chunk_size)
+                              cfg.max_new_tokens, out, cfg.chunk_size, dist=dist)
         summary.update(benchmark=benchmark, model=cfg.model, template=cfg.template, temperature=cfg.temperature,
                        top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed, backend=cfg.backend,
                        config=asdict(cfg))
         if cfg.temperature == 0:
             summary["greedy_accuracy"] = summary["pass@1"]
-        (out / "summary.json").write_text(json.dumps(summary, indent=2))
-        (out / "summary.md").write_text(markdown_table(summary, ks))
-        print(markdown_table(summary, ks))
+        if dist.is_main:
+            (out / "summary.json").write_text(json.dumps(summary, indent=2))
+            (out / "summary.md").write_text(markdown_table(summary, ks))
+            print(markdown_table(summary, ks))
         summaries[benchmark] = summary
     return summaries
 

@@ -1,0 +1,121 @@
+"""Ranks and devices: the same loop on one CPU, one GPU, or many processes on many machines.
+
+Nothing here is a distributed engine of its own. ``Dist.start()`` asks ``accelerate`` for this
+process's place (rank, world size, device), which it reads from the launcher (``torchrun``,
+``accelerate launch``); the policy and PPO's critic are wrapped in DDP by ``accelerator.prepare``;
+the few collectives the loop needs (sums of counts, gathering Python objects, a barrier) are
+accelerate's and torch.distributed's. The pattern is TRL's "colocate" one: every rank holds the
+policy and its own in-process vLLM engine, samples its own share of each step's prompts, and the
+gradients are averaged over ranks in the one synchronised backward of each optimizer step.
+
+A single process (no launcher) is the case ``world == 1``: every collective returns at once, and
+the same lines run on the CPU here and on a GPU (``device`` is ``cuda:<local rank>`` there).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    local_world: int = 1
+    device: torch.device = torch.device("cpu")
+    accelerator: object | None = None  # accelerate.Accelerator, None for a plain single process (unit tests)
+
+    @classmethod
+    def start(cls) -> "Dist":
+        """This process's place, from the launcher's environment (one process without one).
+
+        On a machine without CUDA the ranks talk over gloo on the CPU (accelerate's ``MULTI_CPU``);
+        with CUDA, over NCCL, one GPU per rank. Mixed precision stays the trainer's own bf16 autocast
+        (``--autocast``), on either device: accelerate's would cast the whole ``[B, T, V]`` logits
+        to float32, the tensor that ``logprobs.SelectiveLogSoftmax`` exists to never copy.
+        """
+        from accelerate import Accelerator, DistributedDataParallelKwargs
+
+        # torch 2.13 renames the option (forward_sync_buffers); the old name works on every version users have
+        warnings.filterwarnings("ignore", message=r".*`broadcast_buffers` is deprecated.*")
+        # Ranks run different numbers of forward passes (their own rows, micro-batches, skipped rows), so DDP
+        # must not broadcast buffers in every forward, a collective that would pair unrelated passes.
+        ddp = DistributedDataParallelKwargs(broadcast_buffers=False)
+        accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision="no", kwargs_handlers=[ddp])
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+        return cls(accelerator.process_index, accelerator.num_processes, accelerator.local_process_index, local_world,
+                   accelerator.device, accelerator)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+        """``model`` on this rank's device; wrapped in DDP when there are several ranks (accelerate's
+        ``prepare_model``: DDP, or FSDP where accelerate's configuration asks for it)."""
+        if self.accelerator is None:
+            return model.to(self.device)
+        return self.accelerator.prepare_model(model)
+
+    def sum(self, values: list[float]) -> list[float]:
+        """Elementwise sum over ranks (float64)."""
+        if self.world == 1:
+            return list(values)
+        t = torch.tensor(values, dtype=torch.float64, device=self.device)
+        torch.distributed.all_reduce(t)
+        return t.tolist()
+
+    def gather(self, obj) -> list:
+        """``[obj of rank 0, obj of rank 1, ...]`` on every rank (any picklable object)."""
+        if self.world == 1:
+            return [obj]
+        out = [None] * self.world
+        torch.distributed.all_gather_object(out, obj)
+        return out
+
+    def print(self, *args, **kwargs) -> None:
+        """``print`` on rank 0 only."""
+        if self.is_main:
+            print(*args, **kwargs)
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            torch.distributed.barrier()
+
+    def share(self, items: list) -> list:
+        """This rank's contiguous share of ``items`` (their number divisible by the world size)."""
+        n = len(items) // self.world
+        return items[self.rank * n : (self.rank + 1) * n]
+
+    @contextmanager
+    def accumulate(self, models: list[torch.nn.Module], sync: bool):
+        """Backward passes inside add into ``.grad`` locally; with ``sync`` the DDP all-reduce of the summed
+        gradients runs at the end of the backward (the last micro-batch of an optimizer step)."""
+        with ExitStack() as stack:
+            if not sync and self.world > 1:
+                for model in models:
+                    stack.enter_context(model.no_sync())
+            yield
+
+
+def zero_backward(models: list[torch.nn.Module], pad_id: int, device: torch.device) -> None:
+    """A backward of 0 through each (DDP-wrapped) model: a rank with nothing to train in an optimizer
+    step still takes part in the gradient all-reduce that the other ranks are waiting in."""
+    ids = torch.tensor([[pad_id]], device=device)
+    for model in models:
+        out = model(input_ids=ids, attention_mask=torch.ones_like(ids))
+        getattr(out, "logits", out).sum().mul(0).backward()
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The module inside a DDP wrapper (itself otherwise)."""
+    return getattr(model, "module", model)
+
+
+SINGLE = Dist()

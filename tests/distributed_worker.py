@@ -1,0 +1,106 @@
+"""What ``tests/test_distributed.py`` runs on every rank of a launch (``torchrun``) or in one plain process.
+
+    torchrun --nproc-per-node 2 tests/distributed_worker.py step MODEL OUT    # 2 ranks x 4 groups
+    python tests/distributed_worker.py step MODEL OUT                         # 1 rank x 8 groups
+    torchrun --nproc-per-node 2 tests/distributed_worker.py engine MODEL OUT  # one engine, tensor-parallel over 2
+    torchrun --nproc-per-node 2 tests/distributed_worker.py train ARGS...     # scripts/train_grpo.py ARGS
+
+``step``: for each case (GRPO with each loss aggregation, with and without the update's savings; PPO with
+its critic) every rank takes its share of the same 8 groups, steps once with SGD from the same start, and
+saves its parameters to ``OUT/<case>_rank<r>.pt``.
+
+``engine``: the vLLM engine over all ranks with tensor parallelism (one process: one engine of its own);
+greedy completions of this rank's half of 8 prompts before and after a weight sync of perturbed weights,
+saved to ``OUT/engine_rank<r>.json``.
+
+``train``: the GRPO script with one more reward, added the way a user adds one: a random model is never
+right, so accuracy alone gives no group a gradient; the number of distinct characters does.
+"""
+
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_efficient_update import G, batch  # noqa: E402
+
+from reasoning_rl.distributed import Dist  # noqa: E402
+from reasoning_rl.estimators import GAECritic, GroupRelative  # noqa: E402
+from reasoning_rl.models import load_policy, load_tokenizer  # noqa: E402
+from reasoning_rl.trainer import PolicyGradient, PolicyGradientConfig  # noqa: E402
+
+REWARDS = [[1, 1, 1, 1], [0, 1, 0, 0], [0, 0, 0, 0], [1, 0, 0.5, 1], [0, 1, 1, 1], [0, 0, 1, 0], [1, 1, 1, 1], [0.5, 0, 0, 1]]
+CASES = {
+    "sequence_mean": dict(loss_aggregation="sequence_mean"),
+    "token_mean": dict(loss_aggregation="token_mean"),
+    "sequence_sum": dict(loss_aggregation="sequence_sum"),
+    "plain": dict(loss_aggregation="sequence_mean", skip_zero_advantage=False, shared_prompt=False),
+    "ppo": dict(loss_aggregation="token_mean"),
+}
+
+
+def main(model: str, out: Path) -> None:
+    dist = Dist.start()
+    torch.set_num_threads(1)
+    tokenizer = load_tokenizer(model)
+    rollouts = batch(REWARDS, seed=3)
+    share = torch.arange(len(REWARDS)).chunk(dist.world)[dist.rank]  # this rank's 8 / world groups
+    mine = rollouts.select_groups(torch.isin(torch.arange(len(REWARDS)), share))
+    assert len(mine) == len(rollouts) // dist.world and mine.group_size == G
+    for case, options in CASES.items():
+        torch.manual_seed(0)
+        policy = load_policy(model).to(dist.device)
+        cfg = PolicyGradientConfig(autocast=False, micro_batch_size=3, lr=0.1, **options)
+        estimator = GAECritic(kl_coef=0.05, critic_lr=0.1) if case == "ppo" else GroupRelative()
+        update = PolicyGradient(cfg, estimator)
+        reference = load_policy(model).to(dist.device).eval() if update.needs_reference else None
+        update.setup(policy, reference, tokenizer, torch.optim.SGD(policy.parameters(), lr=cfg.lr), model, dist)
+        if case == "ppo":  # the critic steps with SGD too
+            estimator.optimizer = torch.optim.SGD(estimator.critic.parameters(), lr=0.1)
+        update(mine, step=1)
+        weights = {f"policy.{k}": v.detach().cpu() for k, v in policy.state_dict().items()}
+        if case == "ppo":
+            weights.update({f"critic.{k}": v.detach().cpu() for k, v in estimator.critic.state_dict().items()})
+        torch.save(weights, out / f"{case}_rank{dist.rank}.pt")
+
+
+def engine(model: str, out: Path) -> None:
+    import json
+
+    from reasoning_rl.generation import VLLMGenerator
+
+    dist = Dist.start()
+    generator = VLLMGenerator(model, dtype="float32", memory_fraction=0.05, max_model_len=512, tensor_parallel_size=dist.world,
+                              dist=dist)  # float32: a sharded sum rounds like an unsharded one, near-ties stay put
+    prompts = [[1, 42 + k, 7 * k + 3, 100 + k] for k in range(8)]
+    mine = prompts[dist.rank * 8 // dist.world : (dist.rank + 1) * 8 // dist.world]
+    before = [s.token_ids for (s,) in generator.generate(mine, 1, 0.0, 1.0, 12)]
+    policy = load_policy(model)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    generator.sync_weights(policy)
+    after = [s.token_ids for (s,) in generator.generate(mine, 1, 0.0, 1.0, 12)]
+    (out / f"engine_rank{dist.rank}.json").write_text(json.dumps({"before": before, "after": after}))
+
+
+def distinct_chars(completion: str, answer: str) -> float:
+    return len(set(completion)) / 20
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "step":
+        main(sys.argv[2], Path(sys.argv[3]))
+    elif sys.argv[1] == "engine":
+        engine(sys.argv[2], Path(sys.argv[3]))
+    else:
+        sys.path.insert(0, str(Path(__file__).parent.parent / "scripts"))
+        import train_grpo
+
+        from reasoning_rl.cli import run
+        from rewards import register
+
+        register("distinct_chars")(distinct_chars)
+        run(train_grpo.main, train_grpo.Config, argv=sys.argv[2:])

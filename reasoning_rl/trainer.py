@@ -645,7 +645,7 @@ def step_metrics(run: Run, batch: Batch, train_metrics: dict[str, float]) -> dic
 
 # How a step's metrics combine over ranks (``reduce_over_ranks``); every other metric is the mean of the ranks' values,
 # each rank holding an equal share of the batch.
-SUMMED = ("train/rows_skipped", "completions/sampled", "throughput/")
+SUMMED = ("train/rows_skipped", "completions/sampled", "throughput/", "dpo/pairs")
 MAXIMUM = ("time/", "memory/", "completions/max_length")
 
 

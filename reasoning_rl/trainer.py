@@ -41,6 +41,7 @@ from reasoning_rl.losses import policy_loss
 from reasoning_rl.models import load_policy, load_tokenizer, resolve_model
 from reasoning_rl.rollout import (Rollouts, collect_rollouts, encode_prompts, micro_batches, rollout_logprobs, row_logprobs,
                                   score_rollouts)
+from reasoning_rl.selection import PromptRecord, select_prompts
 from reasoning_rl.tasks import PromptSampler, load_task
 from reasoning_rl.tracking import MetricsLogger, read_metrics, write_completions, write_samples
 from reasoning_rl.training import (format_seconds, frozen_copy, held_out_accuracy, make_optimizer, peak_memory_gib,
@@ -61,7 +62,14 @@ class RLConfig:
     curriculum: tuple[str, ...] = ()
     """Arithmetic levels to walk from easy to hard; overrides ``task``. Empty: no curriculum."""
     curriculum_threshold: float = 0.75
-    """Move to the next level when the mean training accuracy of the last ``curriculum_window`` steps reaches this."""
+    """Move to the next level when the training accuracy on the current level's prompts, over the last
+    ``curriculum_window`` steps, reaches this."""
+    curriculum_patience: int = 0
+    """Move to the next level after this many steps on a level even if it is not learnt (its prompts stay in the
+    replay share); 0: wait until it is learnt."""
+    curriculum_replay: float = 0.25
+    """Share of each batch drawn from the levels already passed, spread evenly over them, so that the policy keeps
+    practising them (a curriculum that does not forget); 0: none."""
     curriculum_window: int = 3
     """Steps averaged for the curriculum decision."""
     data_path: str | None = None
@@ -98,6 +106,14 @@ class RLConfig:
     """Nucleus sampling of the rollouts."""
     dynamic_sampling: bool = False
     """DAPO: drop groups whose rewards are all equal and sample more prompts to refill the batch."""
+    select_by_difficulty: bool = False
+    """Draw each step's prompts from the run's record of pass rates (reasoning_rl/selection.py): prompts solved by some
+    but not all completions at full weight, always or never solved ones at --retry-weight, --explore-fraction from the
+    plain sampler."""
+    explore_fraction: float = 0.25
+    """With --select-by-difficulty: the share of each batch drawn by the plain sampler (unseen prompts first)."""
+    retry_weight: float = 0.1
+    """With --select-by-difficulty: the weight of a prompt with pass rate 0 or 1 against 1 for an informative one."""
     max_refills: int = 3
     """Dynamic sampling gives up refilling after this many extra engine calls per step."""
     overlong_cache: int = 0
@@ -395,6 +411,10 @@ def check_settings(cfg: RLConfig, update, algorithm: str, dist: Dist = SINGLE) -
         raise UserError("--mu and --mini-batches must be at least 1")
     if cfg.optimizer_state not in ("all", "newest"):
         raise UserError(f"--optimizer-state {cfg.optimizer_state!r}: choose all or newest")
+    if not 0 <= cfg.curriculum_replay < 1:
+        raise UserError(f"--curriculum-replay {cfg.curriculum_replay}: a share of the batch in [0, 1)")
+    if not 0 <= cfg.explore_fraction <= 1 or cfg.retry_weight <= 0:
+        raise UserError("--explore-fraction must be in [0, 1] and --retry-weight above 0 (a prompt at weight 0 never comes back)")
     check_processes(cfg, dist)
 
 
@@ -456,6 +476,8 @@ class Run:
     tasks: list[str]
     heldout: dict[str, list]
     samplers: list[PromptSampler]
+    pools: list[dict[str, object]]  # per level: problem id -> problem
+    record: PromptRecord  # per prompt: completions sampled and their summed accuracy
     reward_weights: dict[str, float]
     scorer: object | None  # the reward model for open-ended prompts
     tokenizer: object
@@ -538,12 +560,13 @@ def start_run(cfg: RLConfig, update, algorithm: str) -> Run:
     if dist.world > 1:  # the ranks' own random streams (transformers generate samples with torch's)
         torch.manual_seed(cfg.seed + 1_000_003 * dist.rank + state.get("step", 0))
     samplers = [PromptSampler(pool, cfg.seed, cursor) for pool, cursor in zip(pools, state["cursors"])]
+    pools_by_id = [{p.id: p for p in pool} for pool in pools]
     logger = MetricsLogger(out, state.get("step", 0), cfg.tensorboard, enabled=dist.is_main)
     if dist.is_main:
         (out / "config.json").write_text(json.dumps({"algorithm": algorithm, **dataclasses.asdict(cfg),
                                                      "processes": dist.world}, indent=2))
-    run = Run(cfg, update, algorithm, out, tasks, heldout, samplers, reward_weights, scorer, tokenizer, policy, generator,
-              optimizer, scheduler, logger, state, start_time, dist)
+    run = Run(cfg, update, algorithm, out, tasks, heldout, samplers, pools_by_id, PromptRecord.from_json(state.get("record")),
+              reward_weights, scorer, tokenizer, policy, generator, optimizer, scheduler, logger, state, start_time, dist)
     if not state["before"] and cfg.eval_before:
         dist.print(f"evaluating the untrained policy on {cfg.eval_problems} held-out problems per task ...")
         state["before"] = run.evaluate(cfg.eval_samples)
@@ -553,19 +576,36 @@ def start_run(cfg: RLConfig, update, algorithm: str) -> Run:
 def sample(run: Run, seconds: dict[str, float]) -> Rollouts:
     """Phase 1: ``group_size`` completions for each of ``prompts_per_step`` prompts of the current level, in one engine
     call. Every rank draws the same prompts (the sampler is seeded and checkpointed) and samples its own share."""
-    cfg, start = run.cfg, time.perf_counter()
-    problems = run.dist.share(run.samplers[run.state["level"]].take(cfg.prompts_per_step))
-    rollouts = collect_rollouts(run.generator, run.tokenizer, problems, cfg.template, cfg.group_size, cfg.temperature,
-                                cfg.top_p, cfg.max_new_tokens)
+    cfg, start, level = run.cfg, time.perf_counter(), run.state["level"]
+    replay = round(cfg.curriculum_replay * cfg.prompts_per_step) if level > 0 else 0
+    problems = draw(run, level, cfg.prompts_per_step - replay)
+    for earlier in range(level):  # the levels already passed, evenly
+        problems += draw(run, earlier, replay // level + (earlier < replay % level))
+    rollouts = collect_rollouts(run.generator, run.tokenizer, run.dist.share(problems), cfg.template, cfg.group_size,
+                                cfg.temperature, cfg.top_p, cfg.max_new_tokens)
     seconds["generate"] += time.perf_counter() - start
     return rollouts
 
 
+def draw(run: Run, level: int, k: int) -> list:
+    """``k`` prompts of ``level``: by the record (``--select-by-difficulty``) or the plain sampler's next ones. The same
+    draw on every rank: the record and the samplers are the same everywhere."""
+    cfg, sampler = run.cfg, run.samplers[level]
+    if not cfg.select_by_difficulty or k == 0:
+        return sampler.take(k)
+    rng = random.Random(f"{cfg.seed}/{level}/{sampler.cursor}/{sum(entry[0] for entry in run.record.counts.values())}")
+    return select_prompts(sampler, run.record, run.pools[level], k, cfg.explore_fraction, cfg.retry_weight, rng)
+
+
 def score(run: Run, rollouts: Rollouts, seconds: dict[str, float]) -> Rollouts:
-    """Phase 2: the verifiers for prompts with a reference answer, the reward model for the others (in place)."""
+    """Phase 2: the verifiers for prompts with a reference answer, the reward model for the others (in place);
+    every rank's groups go into the prompt record."""
     cfg, start = run.cfg, time.perf_counter()
     score_rollouts(rollouts, run.reward_weights, cfg.max_new_tokens, cfg.overlong_cache, run.scorer, cfg.verify_timeout,
                    cfg.verify_budget)
+    accuracy = rollouts.components.get("accuracy", rollouts.rewards)
+    for ids, values in run.dist.gather(([p.id for p in rollouts.problems], accuracy)):
+        run.record.update(ids, values, cfg.group_size)
     seconds["reward"] += time.perf_counter() - start
     return rollouts
 
@@ -623,10 +663,14 @@ def step_metrics(run: Run, batch: Batch, train_metrics: dict[str, float]) -> dic
     sampled, seconds = batch.sampled, batch.seconds
     lengths = torch.tensor([len(c) for c in sampled.completion_ids], dtype=torch.float)
     rewards = reward_metrics(sampled)
+    source = run.tasks[run.state["level"]].replace("arith:", "arith/")  # the current level's rows (not replayed ones)
+    current = torch.tensor([p.source == source for p in sampled.problems]).repeat_interleave(sampled.group_size)
+    accuracy = sampled.components.get("accuracy", sampled.rewards)
     return {
         **rewards,
         "train/accuracy": rewards.get("reward/accuracy", float("nan")),
         "train/frac_reward_zero_std": batch.frac_zero_std,
+        "train/informative_groups": int((~zero_std_groups(sampled.rewards, sampled.group_size)).sum()),
         "train/groups_trained": batch.groups,
         **train_metrics,
         **audit_metrics([v for v in sampled.verdicts if v is not None]),
@@ -640,12 +684,16 @@ def step_metrics(run: Run, batch: Batch, train_metrics: dict[str, float]) -> dic
         "throughput/train_tokens_per_s": sum(map(len, batch.rollouts.completion_ids)) / max(seconds["train"], 1e-9),
         "memory/peak_gib": peak_memory_gib(),
         "curriculum/level": run.state["level"],
+        "curriculum/level_correct": float(accuracy[current].sum()),
+        "curriculum/level_completions": int(current.sum()),
+        **run.record.summary(),
     }
 
 
 # How a step's metrics combine over ranks (``reduce_over_ranks``); every other metric is the mean of the ranks' values,
 # each rank holding an equal share of the batch.
-SUMMED = ("train/rows_skipped", "completions/sampled", "throughput/", "dpo/pairs")
+SUMMED = ("train/rows_skipped", "train/informative_groups", "completions/sampled", "throughput/", "dpo/pairs",
+          "curriculum/level_co")
 MAXIMUM = ("time/", "memory/", "completions/max_length")
 
 
@@ -667,16 +715,21 @@ def reduce_over_ranks(dist: Dist, metrics: dict[str, float]) -> dict[str, float]
 
 
 def walk_curriculum(run: Run, step: int, accuracy: float) -> None:
-    """Move to the next level once the mean training accuracy of the last ``curriculum_window`` steps is high enough."""
+    """Move to the next level once the training accuracy on the current level's prompts, averaged over the last
+    ``curriculum_window`` steps, is high enough."""
     cfg, state, level = run.cfg, run.state, run.state["level"]
     if not cfg.curriculum or level + 1 >= len(run.tasks):
         return
     window = (state["recent_accuracy"] + [accuracy])[-cfg.curriculum_window:]
     state["recent_accuracy"] = window
-    if len(window) == cfg.curriculum_window and sum(window) / len(window) >= cfg.curriculum_threshold:
-        state["level"], state["recent_accuracy"] = level + 1, []
-        tqdm.write(f"step {step}: training accuracy {sum(window) / len(window):.2f} on {run.tasks[level]} "
-                   f"-> moving to {run.tasks[level + 1]}")
+    learnt = len(window) == cfg.curriculum_window and sum(window) / len(window) >= cfg.curriculum_threshold
+    patience_out = cfg.curriculum_patience > 0 and step - state.get("level_start", 0) >= cfg.curriculum_patience
+    if learnt or patience_out:
+        state["level"], state["recent_accuracy"], state["level_start"] = level + 1, [], step
+        why = "learnt" if learnt else f"not learnt after {cfg.curriculum_patience} steps"
+        if run.dist.is_main:
+            tqdm.write(f"step {step}: training accuracy {sum(window) / len(window):.2f} on {run.tasks[level]} ({why}) "
+                       f"-> moving to {run.tasks[level + 1]}")
 
 
 def log_and_checkpoint(run: Run, step: int, batch: Batch, train_metrics: dict[str, float]) -> dict[str, float]:
@@ -689,9 +742,14 @@ def log_and_checkpoint(run: Run, step: int, batch: Batch, train_metrics: dict[st
     metrics = reduce_over_ranks(dist, step_metrics(run, batch, train_metrics))
     state["sampled_total"] = metrics["completions/sampled_total"] = state.get("sampled_total", 0) + metrics["completions/sampled"]
     if cfg.eval_every and step % cfg.eval_every == 0 and step != cfg.steps and run.heldout[task]:
-        metrics["heldout/greedy"] = run.evaluate(0, [task])[task]["greedy"]
-    walk_curriculum(run, step, metrics["train/accuracy"])
-    state["cursors"] = [s.cursor for s in run.samplers]
+        if cfg.curriculum:  # every level, to see what is learnt and what is forgotten
+            metrics.update({f"heldout/greedy/{t.removeprefix('arith:')}": r["greedy"] for t, r in run.evaluate(0).items()})
+        else:
+            metrics["heldout/greedy"] = run.evaluate(0, [task])[task]["greedy"]
+    if cfg.curriculum:
+        metrics["curriculum/level_accuracy"] = metrics["curriculum/level_correct"] / max(metrics["curriculum/level_completions"], 1)
+        walk_curriculum(run, step, metrics["curriculum/level_accuracy"])
+    state["cursors"], state["record"] = [s.cursor for s in run.samplers], run.record.to_json()
     if step == cfg.steps:
         state["after"] = run.evaluate(cfg.eval_samples)
         metrics.update({f"heldout/{k}": v for k, v in state["after"].get(task, {}).items()})

@@ -96,7 +96,7 @@ def plot_run(metrics: list[dict], path: Path, title: str, report: dict) -> None:
     """One PNG: training reward per step (curriculum levels marked) and held-out accuracy.
 
     With one task the right panel is held-out accuracy against step (``report["before"]`` at step
-    0); with a curriculum it is before/after bars per level.
+    0); with a curriculum it is each level's greedy accuracy against step.
     """
     import matplotlib
 
@@ -124,15 +124,15 @@ def plot_run(metrics: list[dict], path: Path, title: str, report: dict) -> None:
             if points:
                 right.plot(*zip(*points), marker="o", label=label)
         right.set_xlabel("step"), right.set_title("held-out accuracy")
-    else:
-        x = range(len(tasks))
-        for offset, (label, values) in zip((-0.3, -0.1, 0.1, 0.3), [
-            ("greedy before", [before.get(t, {}).get("greedy", 0) for t in tasks]), ("greedy after", [after.get(t, {}).get("greedy", 0) for t in tasks]),
-            ("pass@1 before", [before.get(t, {}).get("pass@1", 0) for t in tasks]), ("pass@1 after", [after.get(t, {}).get("pass@1", 0) for t in tasks]),
-        ]):
-            right.bar([i + offset for i in x], values, width=0.2, label=label)
-        right.set_xticks(list(x), [t.removeprefix("arith:") for t in tasks], rotation=30, fontsize=8)
-        right.set_title("held-out accuracy per level, before and after")
+    else:  # a curriculum: each level's greedy accuracy over the run (untrained at 0, every --eval-every, trained at the end)
+        last = max(steps, default=0)
+        for t in tasks:
+            name = t.removeprefix("arith:")
+            points = [(0, before[t]["greedy"])] if t in before else []
+            points += [(m["step"], m[f"heldout/greedy/{name}"]) for m in metrics if f"heldout/greedy/{name}" in m]
+            points += [(last, after[t]["greedy"])] if t in after else []
+            right.plot(*zip(*points), marker="o", ms=3, label=name)
+        right.set_xlabel("step"), right.set_title("held-out greedy accuracy per level")
     right.set_ylim(0, 1), right.legend(fontsize=8), right.grid(alpha=0.3)
     fig.suptitle(title)
     fig.savefig(path, dpi=110)

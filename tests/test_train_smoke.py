@@ -131,6 +131,25 @@ def test_curriculum_moves_on_when_training_accuracy_is_high(tiny_model, tmp_path
     assert set(report["after"]) == {"arith:add_1d", "arith:add_20"}
 
 
+def test_curriculum_replays_passed_levels_moves_on_after_patience_and_evaluates_every_level(tiny_model, tmp_path):
+    import train_grpo
+
+    cfg = train_grpo.parse_config(train_grpo.Config, [
+        "--model", str(tiny_model), "--steps", "3", "--output-dir", str(tmp_path), *TINY_RUN, "--eval-every", "2",
+        "--eval-samples", "0", "--curriculum", "add_1d", "add_20", "--curriculum-patience", "1", "--curriculum-replay", "0.5",
+        "--select-by-difficulty"])
+    train_grpo.main(cfg)
+    metrics = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [m["curriculum/level"] for m in metrics] == [0, 1, 1]  # a random model learns nothing: patience moves it on
+    assert [m["curriculum/level_completions"] for m in metrics] == [8, 4, 4]  # 2 prompts x G = 4; half replayed later
+    sources = {}
+    for row in map(json.loads, (tmp_path / "completions.jsonl").read_text().splitlines()):
+        sources.setdefault(row["step"], set()).add(row["id"].split("/")[1])
+    assert sources == {1: {"add_1d"}, 2: {"add_20", "add_1d"}, 3: {"add_20", "add_1d"}}
+    assert {"heldout/greedy/add_1d", "heldout/greedy/add_20"} <= set(metrics[1])  # every level, every --eval-every
+    assert (tmp_path / "training.png").stat().st_size > 0
+
+
 def test_two_ppo_steps_train_policy_and_critic(tiny_model, tmp_path, monkeypatch):
     import train_ppo
     from rewards import REWARDS

@@ -39,3 +39,25 @@ def test_a_peer_that_never_gets_there_is_compared_at_its_best():
     assert result["target"] == pytest.approx(0.5)
     assert result["time_to_accuracy_ratio"] == pytest.approx(250 / 30)
     assert "never reached 0.8" in result["note"]
+
+
+def test_selection_summary_counts_informative_groups_per_completion_and_per_generation_second(tmp_path):
+    import json
+
+    from bench_selection import summary
+
+    steps = [{"step": 1, "time/step": 5.0, "time/generate": 4.0, "completions/sampled": 64, "train/informative_groups": 1,
+              "train/groups_trained": 8, "train/frac_reward_zero_std": 0.875, "prompts/seen": 8},
+             {"step": 2, "time/step": 9.0, "time/generate": 6.0, "completions/sampled": 128, "train/informative_groups": 9,
+              "train/groups_trained": 8, "train/frac_reward_zero_std": 0.5, "heldout/greedy": 0.25, "prompts/seen": 20}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in steps))
+    task = "arith:add_2d"
+    (tmp_path / "results.json").write_text(json.dumps({"tasks": [task], "before": {task: {"greedy": 0.1}},
+                                                       "after": {task: {"greedy": 0.5}}}))
+    r = summary(tmp_path)
+    assert r["informative_groups"] == 10 and r["completions_sampled"] == 192
+    assert r["informative_groups_per_100_completions"] == pytest.approx(100 * 10 / 192)
+    assert r["informative_groups_trained"] == 1 + 8  # DAPO may sample 9 informative groups and train on 8
+    assert r["generate_seconds_per_informative_group"] == pytest.approx(1.0)
+    assert r["cumulative"] == [[4.0, 1], [10.0, 10]] and r["greedy_curve"] == [[0, 0.1], [2, 0.25]]
+    assert r["record_at_end"] == {"prompts/seen": 20}

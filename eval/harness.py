@@ -102,6 +102,7 @@ def run_benchmark(generator, tokenizer, problems: list[Problem], template: str, 
     if samples_path is not None:
         for path in [samples_path, *rank_files(samples_path)]:
             read_records(path, n, done)
+    dist.barrier()  # every rank has read what was done before any rank writes: they split the same to-do list
     by_id = {p.id: p for p in problems}
     stale = [r for r in done.values() if "verdicts" not in r and r["id"] in by_id]  # an older verifier's: grade again
     if stale:

@@ -574,8 +574,9 @@ def start_run(cfg: RLConfig, update, algorithm: str) -> Run:
 
 
 def sample(run: Run, seconds: dict[str, float]) -> Rollouts:
-    """Phase 1: ``group_size`` completions for each of ``prompts_per_step`` prompts of the current level, in one engine
-    call. Every rank draws the same prompts (the sampler is seeded and checkpointed) and samples its own share."""
+    """Phase 1: ``group_size`` completions for each of ``prompts_per_step`` prompts, in one engine call: the current
+    level's, and with a curriculum ``curriculum_replay`` of them from the levels passed. Every rank draws the same
+    prompts (samplers and record are seeded and checkpointed) and samples its own share."""
     cfg, start, level = run.cfg, time.perf_counter(), run.state["level"]
     replay = round(cfg.curriculum_replay * cfg.prompts_per_step) if level > 0 else 0
     problems = draw(run, level, cfg.prompts_per_step - replay)
@@ -663,8 +664,8 @@ def step_metrics(run: Run, batch: Batch, train_metrics: dict[str, float]) -> dic
     sampled, seconds = batch.sampled, batch.seconds
     lengths = torch.tensor([len(c) for c in sampled.completion_ids], dtype=torch.float)
     rewards = reward_metrics(sampled)
-    source = run.tasks[run.state["level"]].replace("arith:", "arith/")  # the current level's rows (not replayed ones)
-    current = torch.tensor([p.source == source for p in sampled.problems]).repeat_interleave(sampled.group_size)
+    level_pool = run.pools[run.state["level"]]  # the current level's rows, not the replayed ones
+    current = torch.tensor([p.id in level_pool for p in sampled.problems]).repeat_interleave(sampled.group_size)
     accuracy = sampled.components.get("accuracy", sampled.rewards)
     return {
         **rewards,
@@ -693,7 +694,7 @@ def step_metrics(run: Run, batch: Batch, train_metrics: dict[str, float]) -> dic
 # How a step's metrics combine over ranks (``reduce_over_ranks``); every other metric is the mean of the ranks' values,
 # each rank holding an equal share of the batch.
 SUMMED = ("train/rows_skipped", "train/informative_groups", "completions/sampled", "throughput/", "dpo/pairs",
-          "curriculum/level_co")
+          "curriculum/level_correct", "curriculum/level_completions")
 MAXIMUM = ("time/", "memory/", "completions/max_length")
 
 

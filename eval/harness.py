@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from data_prep import Problem, render_prompt
 from eval.metrics import maj_at_k, mean_ci95, pass_at_k
+from reasoning_rl.cli import UserError
 from reasoning_rl.distributed import SINGLE, Dist
 from rewards import EVAL_TIMEOUT, Verdict, accuracy_verdicts, audit_metrics, is_equivalent
 
@@ -183,3 +184,21 @@ def evaluate(generator, tokenizer, problems, template, n, ks, temperature, top_p
     summary["tokens_per_second"] = sum(dist.gather(new_tokens)) / summary["wall_seconds"]  # by this run, all ranks (not resumed)
     summary["processes"] = dist.world
     return records, summary
+
+
+def load_summaries(folder: Path) -> dict[str, dict]:
+    """benchmark -> summary for one evaluate.py output folder."""
+    paths = [folder / "summary.json"] if (folder / "summary.json").exists() else sorted(folder.glob("*/summary.json"))
+    if not paths:
+        raise UserError(f"{folder}: no summary.json (is it an output folder of scripts/evaluate.py?)")
+    summaries = [dict(json.loads(p.read_text()), folder=p.parent) for p in paths]
+    return {s["benchmark"]: s for s in summaries}
+
+
+def per_problem_pass1(summary: dict) -> dict[str, float]:
+    """problem id -> pass@1 (the fraction of its samples graded right), from the run's samples.jsonl."""
+    path = summary["folder"] / "samples.jsonl"
+    if not path.exists():
+        raise UserError(f"{path}: missing; the paired comparison needs each run's samples.jsonl")
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {r["id"]: sum(r["correct"]) / len(r["correct"]) for r in records}

@@ -56,3 +56,26 @@ def mean_ci95(values: list[float]) -> tuple[float, float, float]:
     var = sum((v - mean) ** 2 for v in values) / (n - 1) if n > 1 else 0.0
     half = 1.96 * math.sqrt(var / n)
     return mean, max(0.0, mean - half), min(1.0, mean + half)
+
+
+def paired_difference(base: list[float], other: list[float]) -> dict:
+    """``other - base`` on the same problems (per-problem pass@1 in each run, in the same order).
+
+    The mean difference gets a paired normal-approximation 95 % interval (the spread of the per-problem
+    differences, tighter than two independent intervals when both runs solve the same easy problems), and
+    McNemar's exact test counts the problems only one run solved (for 0/1 scores): under "no difference"
+    each of the d discordant problems is equally likely to go either way, so the two-sided
+    p = min(1, 2 * P[Binomial(d, 1/2) <= min(only_base, only_other)]).
+    """
+    if len(base) != len(other):
+        raise ValueError(f"paired runs need the same problems, got {len(base)} and {len(other)}")
+    n = len(base)
+    deltas = [o - b for b, o in zip(base, other)]
+    diff = sum(deltas) / n if n else 0.0
+    half = 1.96 * math.sqrt(sum((x - diff) ** 2 for x in deltas) / (n - 1) / n) if n > 1 else 0.0
+    only_base = sum(1 for b, o in zip(base, other) if b == 1 and o == 0)
+    only_other = sum(1 for b, o in zip(base, other) if b == 0 and o == 1)
+    d = only_base + only_other
+    p = min(1.0, 2 * sum(math.comb(d, i) for i in range(min(only_base, only_other) + 1)) / 2**d) if d else 1.0
+    return {"problems": n, "difference": diff, "difference_ci95": [diff - half, diff + half], "only_base": only_base,
+            "only_other": only_other, "mcnemar_p": p}

@@ -94,6 +94,9 @@ class RLConfig:
     # sampling
     steps: int = 24
     """Optimizer steps (each on one batch of rollouts)."""
+    time_limit: float = 0.0
+    """Minutes: the step during which they run out (counted from this start or resume) is the last one, with
+    the final evaluation and a checkpoint, so --resume can go on to --steps (0: no limit)."""
     prompts_per_step: int = 8
     """Prompts per batch (B)."""
     group_size: int = 8
@@ -496,6 +499,13 @@ class Run:
                                      self.cfg.max_new_tokens, self.dist)
                 for t in tasks or self.tasks if self.heldout[t]}
 
+    def is_last(self, step: int) -> bool:
+        """``step`` is ``--steps``, or ``--time-limit`` ran out on some rank (all ranks decide alike)."""
+        if step == self.cfg.steps:
+            return True
+        minutes = (time.perf_counter() - self.start_time) / 60
+        return self.cfg.time_limit > 0 and max(self.dist.gather(minutes)) >= self.cfg.time_limit
+
 
 @dataclass
 class Batch:
@@ -733,8 +743,9 @@ def walk_curriculum(run: Run, step: int, accuracy: float) -> None:
                        f"-> moving to {run.tasks[level + 1]}")
 
 
-def log_and_checkpoint(run: Run, step: int, batch: Batch, train_metrics: dict[str, float]) -> dict[str, float]:
-    """Phase 5: metrics, held-out evaluation every ``eval_every`` steps, the curriculum, samples and checkpoints.
+def log_and_checkpoint(run: Run, step: int, batch: Batch, train_metrics: dict[str, float], last: bool) -> dict[str, float]:
+    """Phase 5: metrics, held-out evaluation every ``eval_every`` steps, the curriculum, samples and checkpoints
+    (the final evaluation and a checkpoint on the ``last`` step).
 
     Every rank reduces the metrics and evaluates its share of the held-out problems; rank 0 writes the files
     and the checkpoint while the others wait for it.
@@ -742,7 +753,7 @@ def log_and_checkpoint(run: Run, step: int, batch: Batch, train_metrics: dict[st
     cfg, state, task, dist = run.cfg, run.state, run.tasks[run.state["level"]], run.dist
     metrics = reduce_over_ranks(dist, step_metrics(run, batch, train_metrics))
     state["sampled_total"] = metrics["completions/sampled_total"] = state.get("sampled_total", 0) + metrics["completions/sampled"]
-    if cfg.eval_every and step % cfg.eval_every == 0 and step != cfg.steps and run.heldout[task]:
+    if cfg.eval_every and step % cfg.eval_every == 0 and not last and run.heldout[task]:
         if cfg.curriculum:  # every level, to see what is learnt and what is forgotten
             metrics.update({f"heldout/greedy/{t.removeprefix('arith:')}": r["greedy"] for t, r in run.evaluate(0).items()})
         else:
@@ -751,7 +762,7 @@ def log_and_checkpoint(run: Run, step: int, batch: Batch, train_metrics: dict[st
         metrics["curriculum/level_accuracy"] = metrics["curriculum/level_correct"] / max(metrics["curriculum/level_completions"], 1)
         walk_curriculum(run, step, metrics["curriculum/level_accuracy"])
     state["cursors"], state["record"] = [s.cursor for s in run.samplers], run.record.to_json()
-    if step == cfg.steps:
+    if last:
         state["after"] = run.evaluate(cfg.eval_samples)
         metrics.update({f"heldout/{k}": v for k, v in state["after"].get(task, {}).items()})
     run.logger.log(step, metrics)
@@ -763,7 +774,7 @@ def log_and_checkpoint(run: Run, step: int, batch: Batch, train_metrics: dict[st
             G, rollouts = cfg.group_size, batch.rollouts
             write_samples(run.out, step, [rollouts.prompts[0]] * G if len(rollouts) else [], rollouts.texts[:G],
                           rollouts.rewards[:G].tolist(), rollouts.answers[:G])
-    if step % cfg.save_every == 0 or step == cfg.steps:
+    if step % cfg.save_every == 0 or last:
         if dist.is_main:
             save_checkpoint(run.out, step, run.policy, run.tokenizer, run.optimizer, run.scheduler, state,
                             extra=run.update.save, optimizer_state=cfg.optimizer_state)
@@ -781,26 +792,30 @@ def train(cfg: RLConfig, update, algorithm: str) -> dict:
             batch = sample_batch(run)  # 1-2. sample G completions per prompt in the engine, and score them
             train_metrics = update_policy(run, batch, step)  # 3. the algorithm's update
             sync(run, batch)  # 4. the new weights into the engine
-            metrics = log_and_checkpoint(run, step, batch, train_metrics)  # 5. log, evaluate, checkpoint
+            last = run.is_last(step)
+            metrics = log_and_checkpoint(run, step, batch, train_metrics, last)  # 5. log, evaluate, checkpoint
             seconds = batch.seconds
             bar.set_postfix(reward=f"{metrics['reward/mean']:.2f}", len=f"{metrics['completions/mean_length']:.0f}",
                             gen=f"{seconds['generate']:.0f}s", train=f"{seconds['train']:.0f}s", refresh=False)
-            if step < cfg.steps:
-                bar.update()  # the last step is drawn once, by close() (a log file would get it twice)
-        bar.n = cfg.steps
+            if last:
+                start_step = bar.n = step  # the last step is drawn once, by close() (a log file would get it twice)
+                break
+            bar.update()
         bar.close()
     run.logger.close()
-    return final_report(run)
+    if start_step < cfg.steps and cfg.time_limit and run.dist.is_main:
+        print(f"--time-limit {cfg.time_limit:g} min reached after step {start_step}; add --resume to go on to step {cfg.steps}")
+    return final_report(run, start_step)
 
 
-def final_report(run: Run) -> dict:
+def final_report(run: Run, steps: int) -> dict:
     """results.json, the plot, and held-out accuracy before -> after on the console (rank 0; the others return it)."""
     cfg, state, dist = run.cfg, run.state, run.dist
     wall = time.perf_counter() - run.start_time
     before, after = state["before"], state.get("after") or run.evaluate(cfg.eval_samples)
     memory = dist.gather(peak_memory_gib())
     report = {"algorithm": run.algorithm, "tasks": run.tasks, "before": before, "after": after, "wall_seconds": wall,
-              "steps": cfg.steps, "processes": dist.world, "peak_memory_gib": max(memory), "peak_memory_gib_per_rank": memory}
+              "steps": steps, "processes": dist.world, "peak_memory_gib": max(memory), "peak_memory_gib_per_rank": memory}
     if dist.world > 1:  # DDP keeps the ranks' weights equal; a fingerprint per rank shows that it did
         report["weights_sha256_per_rank"] = dist.gather(weights_sha256(run.policy))
         if len(set(report["weights_sha256_per_rank"])) > 1 and dist.is_main:

@@ -1,4 +1,6 @@
-"""Compare evaluation runs: one markdown table and a plot of pass@k against k per model.
+"""Compare evaluation runs: one markdown table, a plot of pass@k against k per model, and each run
+against the first on the problems both graded (the paired difference in pass@1 with its 95 % interval,
+and McNemar's exact test).
 
     python scripts/compare_evals.py runs/eval_base runs/eval_grpo --labels base grpo --output-dir runs/compare
 
@@ -14,6 +16,8 @@ from pathlib import Path
 
 import tyro
 
+from eval.harness import load_summaries, per_problem_pass1
+from eval.metrics import paired_difference
 from reasoning_rl.cli import run
 from reasoning_rl.config import parse_config
 
@@ -25,16 +29,25 @@ class Config:
     labels: tuple[str, ...] = ()
     """A name per run (default: the folder names)."""
     output_dir: str = "runs/compare_evals"
-    """Where comparison.md and pass_at_k.png go."""
+    """Where comparison.md, paired.json and pass_at_k.png go."""
 
 
-def load_summaries(folder: Path) -> dict[str, dict]:
-    """benchmark -> summary for one evaluate.py output folder."""
-    paths = [folder / "summary.json"] if (folder / "summary.json").exists() else sorted(folder.glob("*/summary.json"))
-    if not paths:
-        raise SystemExit(f"{folder}: no summary.json (is it an output folder of scripts/evaluate.py?)")
-    summaries = [json.loads(p.read_text()) for p in paths]
-    return {s["benchmark"]: s for s in summaries}
+def paired_table(runs: dict[str, dict[str, dict]], benchmarks: list[str]) -> tuple[str, list[dict]]:
+    """Each run against the first, per benchmark, on the problems both graded."""
+    (base_label, base), rows = next(iter(runs.items())), []
+    lines = [f"| model vs {base_label} | benchmark | problems in both | pass@1 difference (95 % CI) | solved only by the model "
+             f"| solved only by {base_label} | McNemar p |", "|---|---|---|---|---|---|---|"]
+    for label, summaries in list(runs.items())[1:]:
+        for b in benchmarks:
+            if b in summaries and b in base:
+                mine, theirs = per_problem_pass1(summaries[b]), per_problem_pass1(base[b])
+                common = [i for i in theirs if i in mine]
+                r = paired_difference([theirs[i] for i in common], [mine[i] for i in common])
+                rows.append(dict(r, model=label, base=base_label, benchmark=b))
+                low, high = r["difference_ci95"]
+                lines.append(f"| {label} | {b} | {r['problems']} | {r['difference']:+.1%} ({low:+.1%} to {high:+.1%}) "
+                             f"| {r['only_other']} | {r['only_base']} | {r['mcnemar_p']:.2g} |")
+    return "\n".join(lines) + "\n", rows
 
 
 def ks_of(summary: dict) -> list[int]:
@@ -62,9 +75,14 @@ def main(cfg: Config) -> str:
                 cells = [f"{s[f'pass@{k}']:.1%}" if f"pass@{k}" in s else "" for k in all_ks]
                 lines.append(f"| {label} | {b} | {s['n_problems']} | {s['n_samples']} | {' | '.join(cells)} | {s['mean_completion_tokens']:.0f} |")
     table = "\n".join(lines) + "\n"
+    if len(runs) > 1:
+        paired, rows = paired_table(runs, benchmarks)
+        table += "\n" + paired
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "comparison.md").write_text(table)
+    if len(runs) > 1:
+        (out / "paired.json").write_text(json.dumps(rows, indent=2))
 
     import matplotlib
 

@@ -1,5 +1,7 @@
 """The benchmark scripts' arithmetic: when a target counts as reached, and the ratio reported."""
 
+import json
+
 import pytest
 
 from bench_vs_trl import Config, best_window, compare, time_to_target
@@ -61,3 +63,38 @@ def test_selection_summary_counts_informative_groups_per_completion_and_per_gene
     assert r["generate_seconds_per_informative_group"] == pytest.approx(1.0)
     assert r["cumulative"] == [[4.0, 1], [10.0, 10]] and r["greedy_curve"] == [[0, 0.1], [2, 0.25]]
     assert r["record_at_end"] == {"prompts/seen": 20}
+
+
+def test_run_report_pairs_the_benchmark_before_and_after_and_draws_the_run(tmp_path):
+    import report_run
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    metrics = [{"step": s, "reward/mean": 0.1 * s, "train/accuracy": 0.05 * s, "reward/boxed_format": 0.1 * s,
+                "completions/mean_length": 200 - 10 * s, "completions/truncated": 0.7 - 0.1 * s} for s in (1, 2, 3, 4)]
+    metrics[1]["heldout/greedy"] = 0.05
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in metrics))
+    (run_dir / "config.json").write_text(json.dumps({"task": "gsm8k", "eval_problems": 16, "max_new_tokens": 256}))
+    (run_dir / "results.json").write_text(json.dumps({"wall_seconds": 60.0, "steps": 4, "before": {"gsm8k": {"greedy": 0.0}},
+                                                      "after": {"gsm8k": {"greedy": 0.1}}}))
+    right = {"before": [1, 0, 0, 0, 0, 0], "after": [1, 1, 1, 0, 0, 1]}
+    for name, correct in right.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        rate = sum(correct) / 6
+        (folder / "summary.json").write_text(json.dumps({"benchmark": "gsm8k", "n_problems": 6, "n_samples": 1, "pass@1": rate,
+                                                         "pass@1_ci95": [0.0, min(1.0, 2 * rate)], "mean_completion_tokens": 100,
+                                                         "fraction_truncated": 0.1, "max_new_tokens": 512}))
+        (folder / "samples.jsonl").write_text("".join(json.dumps({"id": f"q{i}", "correct": [c]}) + "\n" for i, c in enumerate(correct)))
+    cfg = report_run.parse_config(report_run.Config, [str(run_dir), "--before", str(tmp_path / "before"), "--after", str(tmp_path / "after"),
+                                                      "--json", str(tmp_path / "docs" / "r.json"), "--plot", str(tmp_path / "docs" / "r.png")])
+    report = report_run.main(cfg)
+    paired = report["benchmark"]["paired"]
+    assert (paired["problems"], paired["only_other"], paired["only_base"]) == (6, 3, 0)
+    assert paired["difference"] == pytest.approx(0.5) and paired["mcnemar_p"] == pytest.approx(0.25)  # 2 * (1/2)^3
+    assert [c["step"] for c in report["curve"]] == [1, 2, 3, 4] and report["curve"][1]["heldout/greedy"] == 0.05
+    assert json.loads((tmp_path / "docs" / "r.json").read_text())["steps"] == 4
+    assert (tmp_path / "docs" / "r.png").stat().st_size > 0
+    (tmp_path / "after" / "summary.json").write_text(json.dumps({"benchmark": "math500"}))
+    with pytest.raises(report_run.UserError, match="--before is gsm8k but --after is math500"):
+        report_run.main(cfg)

@@ -1,6 +1,7 @@
 import pytest
 
 from eval import maj_at_k, majority_answer, mean_ci95, pass_at_k
+from eval.metrics import paired_difference
 from rewards import is_equivalent
 
 
@@ -38,3 +39,20 @@ def test_ci95():
     assert (low, high) == (pytest.approx(0.1296, abs=1e-4), pytest.approx(0.8704, abs=1e-4))
     # the interval is clipped to [0, 1]
     assert mean_ci95([1.0, 0.0, 1.0, 0.0])[1] == 0.0
+
+
+def test_paired_difference_interval_and_mcnemar():
+    # deltas [1, 0, 0, 0]: mean 0.25, sample variance 0.25, standard error sqrt(0.25 / 4) = 0.25
+    r = paired_difference([0, 1, 1, 0], [1, 1, 1, 0])
+    assert r["difference"] == 0.25 and r["difference_ci95"] == pytest.approx([0.25 - 1.96 * 0.25, 0.25 + 1.96 * 0.25])
+    assert (r["only_base"], r["only_other"]) == (0, 1) and r["mcnemar_p"] == 1.0  # one discordant problem: 2 * 1/2
+    # 9 problems only the new run solves, 1 only the base: p = 2 * (C(10,0) + C(10,1)) / 2^10
+    base, other = [0] * 9 + [1] + [1] * 5 + [0] * 85, [1] * 9 + [0] + [1] * 5 + [0] * 85
+    r = paired_difference(base, other)
+    assert (r["only_base"], r["only_other"], r["problems"]) == (1, 9, 100)
+    assert r["mcnemar_p"] == pytest.approx(2 * 11 / 1024) and r["difference"] == pytest.approx(0.08)
+    assert r["difference_ci95"][0] > 0  # 8 points on 100 problems, all from the discordant ten
+    same = paired_difference(base, base)
+    assert same["difference"] == 0 and same["difference_ci95"] == [0, 0] and same["mcnemar_p"] == 1.0
+    with pytest.raises(ValueError, match="same problems"):
+        paired_difference([0, 1], [1])

@@ -88,6 +88,21 @@ def test_killed_run_resumes_without_repeating_or_skipping_steps(tiny_model, tmp_
     assert json.loads((tmp_path / "checkpoints" / "step_000005" / "trainer_state.json").read_text())["step"] == 5
 
 
+def test_time_limit_ends_the_run_with_a_checkpoint_and_resume_goes_on(tiny_model, tmp_path):
+    import train_grpo
+
+    def run(*flags):
+        return train_grpo.main(train_grpo.parse_config(train_grpo.Config, ["--model", str(tiny_model), "--steps", "3",
+                                                                           "--output-dir", str(tmp_path), *TINY_RUN, *flags]))
+
+    report = run("--time-limit", "1e-6")  # runs out during step 1
+    assert report["steps"] == 1 and read_steps(tmp_path / "metrics.jsonl") == [1]
+    assert [p.name for p in (tmp_path / "checkpoints").glob("step_*")] == ["step_000001"]
+    assert "arith:add_1d" in json.loads((tmp_path / "results.json").read_text())["after"]
+    report = run("--resume")
+    assert report["steps"] == 3 and read_steps(tmp_path / "metrics.jsonl") == [1, 2, 3]
+
+
 def test_presets_parse_and_flags_override(tmp_path):
     import train_grpo
 

@@ -24,6 +24,7 @@ from eval.metrics import paired_difference
 from reasoning_rl.cli import UserError, run
 from reasoning_rl.config import parse_config
 from reasoning_rl.tracking import read_metrics
+from rewards import boxed_format_reward
 
 CURVE = ("reward/mean", "train/accuracy", "reward/boxed_format", "reward/overlong", "completions/mean_length",
          "completions/truncated", "train/frac_reward_zero_std", "prompts/informative", "time/step", "heldout/greedy")
@@ -54,6 +55,13 @@ def only_benchmark(folder: str) -> dict:
     return next(iter(summaries.values()))
 
 
+def fraction_boxed(summary: dict) -> float:
+    """Share of the run's completions with a non-empty final ``\\boxed{}`` (rewards' boxed_format)."""
+    records = [json.loads(line) for line in (summary["folder"] / "samples.jsonl").read_text().splitlines() if line.strip()]
+    completions = [c for r in records for c in r["completions"]]
+    return sum(boxed_format_reward(c) for c in completions) / max(len(completions), 1)
+
+
 def build_report(cfg: Config) -> dict:
     out = Path(cfg.run_dir)
     if not (out / "metrics.jsonl").exists():
@@ -71,8 +79,8 @@ def build_report(cfg: Config) -> dict:
         "steps": results.get("steps", metrics[-1]["step"] if metrics else 0),
         "heldout_in_run": {"before": results.get("before"), "after": results.get("after")},
         "curve": [{k: m[k] for k in ("step", *CURVE) if k in m} for m in metrics],
-        "benchmark": {"before": {k: before[k] for k in SUMMARY if k in before},
-                      "after": {k: after[k] for k in SUMMARY if k in after},
+        "benchmark": {"before": {**{k: before[k] for k in SUMMARY if k in before}, "fraction_boxed": fraction_boxed(before)},
+                      "after": {**{k: after[k] for k in SUMMARY if k in after}, "fraction_boxed": fraction_boxed(after)},
                       "paired": paired_difference([base[i] for i in common], [trained[i] for i in common])},
     }
 
@@ -139,7 +147,8 @@ def main(cfg: Config) -> dict:
     for key in ("before", "after"):
         s = bench[key]
         print(f"{key:>6}: {s['benchmark']} pass@1 {s['pass@1']:.1%} (95 % CI {s['pass@1_ci95'][0]:.1%} to {s['pass@1_ci95'][1]:.1%}), "
-              f"{s['n_problems']} problems, {s['mean_completion_tokens']:.0f} tokens, {s['fraction_truncated']:.1%} cut off")
+              f"{s['n_problems']} problems, {s['mean_completion_tokens']:.0f} tokens, {s['fraction_truncated']:.1%} cut off, "
+              f"{s['fraction_boxed']:.1%} boxed")
     low, high = paired["difference_ci95"]
     print(f"paired on {paired['problems']} problems: {paired['difference']:+.1%} (95 % CI {low:+.1%} to {high:+.1%}); "
           f"solved only after {paired['only_other']}, only before {paired['only_base']}, McNemar p = {paired['mcnemar_p']:.2g}")

@@ -85,13 +85,15 @@ def test_run_report_pairs_the_benchmark_before_and_after_and_draws_the_run(tmp_p
         (folder / "summary.json").write_text(json.dumps({"benchmark": "gsm8k", "n_problems": 6, "n_samples": 1, "pass@1": rate,
                                                          "pass@1_ci95": [0.0, min(1.0, 2 * rate)], "mean_completion_tokens": 100,
                                                          "fraction_truncated": 0.1, "max_new_tokens": 512}))
-        (folder / "samples.jsonl").write_text("".join(json.dumps({"id": f"q{i}", "correct": [c]}) + "\n" for i, c in enumerate(correct)))
+        (folder / "samples.jsonl").write_text("".join(json.dumps({"id": f"q{i}", "correct": [c], "completions": [f"so \\boxed{{{i}}}" if c else "7"]})
+                                                      + "\n" for i, c in enumerate(correct)))
     cfg = report_run.parse_config(report_run.Config, [str(run_dir), "--before", str(tmp_path / "before"), "--after", str(tmp_path / "after"),
                                                       "--json", str(tmp_path / "docs" / "r.json"), "--plot", str(tmp_path / "docs" / "r.png")])
     report = report_run.main(cfg)
     paired = report["benchmark"]["paired"]
     assert (paired["problems"], paired["only_other"], paired["only_base"]) == (6, 3, 0)
     assert paired["difference"] == pytest.approx(0.5) and paired["mcnemar_p"] == pytest.approx(0.25)  # 2 * (1/2)^3
+    assert report["benchmark"]["before"]["fraction_boxed"] == pytest.approx(1 / 6) and report["benchmark"]["after"]["fraction_boxed"] == pytest.approx(4 / 6)
     assert [c["step"] for c in report["curve"]] == [1, 2, 3, 4] and report["curve"][1]["heldout/greedy"] == 0.05
     assert json.loads((tmp_path / "docs" / "r.json").read_text())["steps"] == 4
     assert (tmp_path / "docs" / "r.png").stat().st_size > 0

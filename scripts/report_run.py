@@ -112,7 +112,7 @@ def plot_report(report: dict, path: Path, smooth: int) -> None:
     lengths = [c.get("completions/mean_length", 0.0) for c in curve]
     twin.plot(steps, running_mean(lengths, smooth), color="black", ls="--", label=f"mean tokens ({smooth}-step mean)")
     twin.set_ylabel("tokens")
-    twin.legend(loc="upper right")
+    twin.legend(loc="lower left", fontsize=8)
     in_run = [(0, (report["heldout_in_run"]["before"] or {}).get(report["config"].get("task"), {}).get("greedy"))]
     in_run += [(c["step"], c["heldout/greedy"]) for c in report["curve"] if "heldout/greedy" in c]
     in_run = [(s, v) for s, v in in_run if v is not None]

@@ -195,10 +195,16 @@ def load_summaries(folder: Path) -> dict[str, dict]:
     return {s["benchmark"]: s for s in summaries}
 
 
-def per_problem_pass1(summary: dict) -> dict[str, float]:
-    """problem id -> pass@1 (the fraction of its samples graded right), from the run's samples.jsonl."""
+def load_samples(summary: dict) -> dict[str, dict]:
+    """problem id -> record of the run's samples.jsonl (beside the summary, as ``load_summaries`` gives it)."""
     path = summary["folder"] / "samples.jsonl"
     if not path.exists():
-        raise UserError(f"{path}: missing; the paired comparison needs each run's samples.jsonl")
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return {r["id"]: sum(r["correct"]) / len(r["correct"]) for r in records}
+        raise UserError(f"{path}: missing; comparing runs problem by problem needs each run's samples.jsonl")
+    records: dict[str, dict] = {}
+    read_records(path, summary["n_samples"], records)
+    return records
+
+
+def per_problem_pass1(records: dict[str, dict]) -> dict[str, float]:
+    """problem id -> pass@1 (the fraction of its samples graded right)."""
+    return {pid: sum(r["correct"]) / len(r["correct"]) for pid, r in records.items()}

@@ -785,27 +785,27 @@ def log_and_checkpoint(run: Run, step: int, batch: Batch, train_metrics: dict[st
 def train(cfg: RLConfig, update, algorithm: str) -> dict:
     """Run the loop with ``update`` (a ``PolicyGradient`` or a ``DPOUpdate``); return the report."""
     run = start_run(cfg, update, algorithm)
-    start_step = run.state.get("step", 0)
-    bar = tqdm(initial=start_step, total=cfg.steps, desc=algorithm, unit="step", disable=not run.dist.is_main)
+    done = run.state.get("step", 0)  # steps finished (a resumed run starts past its checkpoint)
+    bar = tqdm(initial=done, total=cfg.steps, desc=algorithm, unit="step", disable=not run.dist.is_main)
     with report_interrupt(run.out, bar):
-        for step in range(start_step + 1, cfg.steps + 1):
+        for step in range(done + 1, cfg.steps + 1):
             batch = sample_batch(run)  # 1-2. sample G completions per prompt in the engine, and score them
             train_metrics = update_policy(run, batch, step)  # 3. the algorithm's update
             sync(run, batch)  # 4. the new weights into the engine
             last = run.is_last(step)
             metrics = log_and_checkpoint(run, step, batch, train_metrics, last)  # 5. log, evaluate, checkpoint
-            seconds = batch.seconds
+            seconds, done = batch.seconds, step
             bar.set_postfix(reward=f"{metrics['reward/mean']:.2f}", len=f"{metrics['completions/mean_length']:.0f}",
                             gen=f"{seconds['generate']:.0f}s", train=f"{seconds['train']:.0f}s", refresh=False)
             if last:
-                start_step = bar.n = step  # the last step is drawn once, by close() (a log file would get it twice)
                 break
             bar.update()
+        bar.n = done  # the last step is drawn once, by close() (a log file would get it twice)
         bar.close()
     run.logger.close()
-    if start_step < cfg.steps and cfg.time_limit and run.dist.is_main:
-        print(f"--time-limit {cfg.time_limit:g} min reached after step {start_step}; add --resume to go on to step {cfg.steps}")
-    return final_report(run, start_step)
+    if done < cfg.steps and run.dist.is_main:
+        print(f"--time-limit {cfg.time_limit:g} min reached after step {done}; add --resume to go on to step {cfg.steps}")
+    return final_report(run, done)
 
 
 def final_report(run: Run, steps: int) -> dict:

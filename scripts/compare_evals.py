@@ -16,7 +16,7 @@ from pathlib import Path
 
 import tyro
 
-from eval.harness import load_summaries, per_problem_pass1
+from eval.harness import load_samples, load_summaries, per_problem_pass1
 from eval.metrics import paired_difference
 from reasoning_rl.cli import run
 from reasoning_rl.config import parse_config
@@ -35,12 +35,13 @@ class Config:
 def paired_table(runs: dict[str, dict[str, dict]], benchmarks: list[str]) -> tuple[str, list[dict]]:
     """Each run against the first, per benchmark, on the problems both graded."""
     (base_label, base), rows = next(iter(runs.items())), []
+    theirs_by_benchmark = {b: per_problem_pass1(load_samples(base[b])) for b in benchmarks if b in base}
     lines = [f"| model vs {base_label} | benchmark | problems in both | pass@1 difference (95 % CI) | solved only by the model "
              f"| solved only by {base_label} | McNemar p |", "|---|---|---|---|---|---|---|"]
     for label, summaries in list(runs.items())[1:]:
         for b in benchmarks:
             if b in summaries and b in base:
-                mine, theirs = per_problem_pass1(summaries[b]), per_problem_pass1(base[b])
+                mine, theirs = per_problem_pass1(load_samples(summaries[b])), theirs_by_benchmark[b]
                 common = [i for i in theirs if i in mine]
                 r = paired_difference([theirs[i] for i in common], [mine[i] for i in common])
                 rows.append(dict(r, model=label, base=base_label, benchmark=b))

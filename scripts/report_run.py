@@ -19,7 +19,7 @@ from pathlib import Path
 
 import tyro
 
-from eval.harness import load_summaries, per_problem_pass1
+from eval.harness import load_samples, load_summaries, per_problem_pass1
 from eval.metrics import paired_difference
 from reasoning_rl.cli import UserError, run
 from reasoning_rl.config import parse_config
@@ -55,10 +55,9 @@ def only_benchmark(folder: str) -> dict:
     return next(iter(summaries.values()))
 
 
-def fraction_boxed(summary: dict) -> float:
-    """Share of the run's completions with a non-empty final ``\\boxed{}`` (rewards' boxed_format)."""
-    records = [json.loads(line) for line in (summary["folder"] / "samples.jsonl").read_text().splitlines() if line.strip()]
-    completions = [c for r in records for c in r["completions"]]
+def fraction_boxed(records: dict[str, dict]) -> float:
+    """Share of the completions with a non-empty final ``\\boxed{}`` (rewards' boxed_format)."""
+    completions = [c for r in records.values() for c in r["completions"]]
     return sum(boxed_format_reward(c) for c in completions) / max(len(completions), 1)
 
 
@@ -69,7 +68,8 @@ def build_report(cfg: Config) -> dict:
     before, after = only_benchmark(cfg.before), only_benchmark(cfg.after)
     if before["benchmark"] != after["benchmark"]:
         raise UserError(f"--before is {before['benchmark']} but --after is {after['benchmark']}")
-    base, trained = per_problem_pass1(before), per_problem_pass1(after)
+    before_records, after_records = load_samples(before), load_samples(after)
+    base, trained = per_problem_pass1(before_records), per_problem_pass1(after_records)
     common = [i for i in base if i in trained]
     metrics = read_metrics(out)
     results = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else {}
@@ -79,8 +79,8 @@ def build_report(cfg: Config) -> dict:
         "steps": results.get("steps", metrics[-1]["step"] if metrics else 0),
         "heldout_in_run": {"before": results.get("before"), "after": results.get("after")},
         "curve": [{k: m[k] for k in ("step", *CURVE) if k in m} for m in metrics],
-        "benchmark": {"before": {**{k: before[k] for k in SUMMARY if k in before}, "fraction_boxed": fraction_boxed(before)},
-                      "after": {**{k: after[k] for k in SUMMARY if k in after}, "fraction_boxed": fraction_boxed(after)},
+        "benchmark": {"before": {**{k: before[k] for k in SUMMARY if k in before}, "fraction_boxed": fraction_boxed(before_records)},
+                      "after": {**{k: after[k] for k in SUMMARY if k in after}, "fraction_boxed": fraction_boxed(after_records)},
                       "paired": paired_difference([base[i] for i in common], [trained[i] for i in common])},
     }
 

@@ -69,7 +69,7 @@ def test_compare_evals_table_and_plot(tmp_path):
         folder.mkdir()
         summary = {"benchmark": "gsm8k", "n_problems": 8, "n_samples": 4, "pass@1": p1, "pass@4": p4, "mean_completion_tokens": 50}
         (folder / "summary.json").write_text(json.dumps(summary))
-        (folder / "samples.jsonl").write_text("".join(json.dumps({"id": f"q{i}", "correct": c}) + "\n" for i, c in enumerate(right[name])))
+        (folder / "samples.jsonl").write_text("".join(json.dumps({"id": f"q{i}", "correct": c, "completions": ["..."] * 4}) + "\n" for i, c in enumerate(right[name])))
     cfg = compare_evals.parse_config(compare_evals.Config, [str(tmp_path / "base"), str(tmp_path / "grpo"), "--output-dir", str(tmp_path / "cmp")])
     table = compare_evals.main(cfg)
     assert "| grpo | gsm8k | 8 | 4 | 40.0% | 60.0% | 50 |" in table

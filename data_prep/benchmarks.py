@@ -15,7 +15,7 @@ from pathlib import Path
 
 from data_prep import checks
 from data_prep.problems import Problem, read_jsonl
-from rewards.extract import boxed_answer, last_boxed
+from rewards.extract import boxed_answer
 
 # The data folder beside the repository (this file is <repo>/data_prep/benchmarks.py).
 _SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"

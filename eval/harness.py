@@ -17,8 +17,8 @@ from tqdm.auto import tqdm
 
 from data_prep import Problem, render_prompt
 from eval.metrics import maj_at_k, mean_ci95, pass_at_k
-from reasoning_rl.cli import UserError
-from reasoning_rl.distributed import SINGLE, Dist
+from runtime.errors import UserError
+from runtime.distributed import SINGLE, Dist
 from rewards import EVAL_TIMEOUT, Verdict, accuracy_verdicts, audit_metrics, is_equivalent
 
 

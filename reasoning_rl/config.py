@@ -1,4 +1,5 @@
-"""Config parsing: a dataclass per entry point, YAML presets, command-line overrides (tyro).
+"""The options of a training run (``RLConfig``) and how any entry point's options are parsed: a dataclass per
+entry point, YAML presets, command-line overrides (tyro).
 
     python scripts/train_grpo.py --preset curriculum --lr 1e-5
 
@@ -12,10 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import tyro
 import yaml
+
+from rewards import TRAIN_TIMEOUT
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -53,3 +57,136 @@ def parse_config(cls, argv: list[str] | None = None, description: str | None = N
     if not defaults:  # no preset: tyro's own defaults (and required fields stay required)
         return tyro.cli(cls, args=argv, description=description)
     return tyro.cli(cls, args=argv, default=cls(**defaults), description=description)
+
+
+@dataclass
+class RLConfig:
+    preset: str | None = None
+    """A YAML preset from configs/ (curriculum, gsm8k, math, gpu_qwen, dapo, dr_grpo) or a YAML path; its keys
+    set the defaults, flags given beside it override them, and the output folder gets its name (runs/grpo_gsm8k)."""
+    # model and data
+    model: str = "smollm2-135m-instruct"
+    """Embedded short name, Hugging Face Hub name or local folder (a checkpoint's folder works too)."""
+    task: str = "arith:add_20"
+    """arith:<level>[,<level>...] (synthetic), a benchmark (gsm8k, math), hh_rlhf (open-ended prompts); join with + to mix."""
+    curriculum: tuple[str, ...] = ()
+    """Arithmetic levels to walk from easy to hard; overrides ``task``. Empty: no curriculum."""
+    curriculum_threshold: float = 0.75
+    """Move to the next level when the training accuracy on the current level's prompts, over the last
+    ``curriculum_window`` steps, reaches this."""
+    curriculum_patience: int = 0
+    """Move to the next level after this many steps on a level even if it is not learnt (its prompts stay in the
+    replay share); 0: wait until it is learnt."""
+    curriculum_replay: float = 0.25
+    """Share of each batch drawn from the levels already passed, spread evenly over them, so that the policy keeps
+    practising them (a curriculum that does not forget); 0: none."""
+    curriculum_window: int = 3
+    """Steps averaged for the curriculum decision."""
+    data_path: str | None = None
+    """JSONL file, data folder or Hub data set for benchmark tasks (default: ../shared/data, else the Hub)."""
+    template: str = "chat"
+    """Prompt template: chat, chat_boxed, r1_zero, few_shot (data_prep/templates.py)."""
+    drop_unparseable_references: bool = False
+    """Drop benchmark problems whose reference answer math-verify cannot parse (they are always counted and reported)."""
+    train_problems: int = 4096
+    """Size of the synthetic training pool (benchmarks use their whole train split)."""
+    rewards: str = "accuracy=1.0"
+    """Verifier rewards from rewards.REWARDS with their weights, e.g. accuracy=1.0,boxed_format=0.1."""
+    reward_model: str | None = None
+    """Folder of a trained reward model (scripts/train_reward_model.py); it scores prompts without a reference answer."""
+    reward_model_scale: float = 1.0
+    """The reward model's score is multiplied by this before it enters the reward."""
+    verify_timeout: float = TRAIN_TIMEOUT
+    """Seconds the accuracy verifier may spend on one completion before it scores 0 (a timeout); evaluation allows 5."""
+    verify_budget: float = 60.0
+    """Seconds for scoring one batch; completions still unscored then score 0 and count as timeouts."""
+
+    # sampling
+    steps: int = 24
+    """Optimizer steps (each on one batch of rollouts)."""
+    time_limit: float = 0.0
+    """Minutes: the step during which they run out (counted from this start or resume) is the last one, with
+    the final evaluation and a checkpoint, so --resume can go on to --steps (0: no limit)."""
+    prompts_per_step: int = 8
+    """Prompts per batch (B)."""
+    group_size: int = 8
+    """Completions sampled per prompt (G)."""
+    max_new_tokens: int = 64
+    """Completion length limit; longer completions are cut off and counted in completions/truncated."""
+    temperature: float = 1.0
+    """Sampling temperature of the rollouts; the update's log-probs (ratio, KL) are those of softmax(logits / T) too."""
+    top_p: float = 1.0
+    """Nucleus sampling of the rollouts."""
+    dynamic_sampling: bool = False
+    """DAPO: drop groups whose rewards are all equal and sample more prompts to refill the batch."""
+    select_by_difficulty: bool = False
+    """Draw each step's prompts from the run's record of pass rates (reasoning_rl/selection.py): prompts solved by some
+    but not all completions at full weight, always or never solved ones at --retry-weight, --explore-fraction from the
+    plain sampler."""
+    explore_fraction: float = 0.25
+    """With --select-by-difficulty: the share of each batch drawn by the plain sampler (unseen prompts first)."""
+    retry_weight: float = 0.1
+    """With --select-by-difficulty: the weight of a prompt with pass rate 0 or 1 against 1 for an informative one."""
+    max_refills: int = 3
+    """Dynamic sampling gives up refilling after this many extra engine calls per step."""
+    overlong_cache: int = 0
+    """DAPO's soft overlong punishment over the last this-many tokens before max_new_tokens (0: off)."""
+
+    # optimisation
+    lr: float = 2e-5
+    """AdamW learning rate."""
+    warmup_steps: int = 2
+    """Linear warm-up steps."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping."""
+    micro_batch_size: int = 16
+    """Sequences per forward/backward; gradients accumulate over the batch."""
+    autocast: bool = True
+    """bf16 autocast for the policy's forward (1.5x faster on this CPU; weights stay float32)."""
+    lora_rank: int = 0
+    """LoRA rank (peft); 0 trains every weight."""
+    lora_alpha: int = 32
+    """LoRA alpha."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass (less memory, about 30 % slower)."""
+
+    # generation back end
+    backend: str = "vllm"
+    """vllm, or hf (transformers generate, for machines without vLLM)."""
+    vllm_memory_fraction: float = 0.25
+    """vLLM's gpu_memory_utilization: on the CPU the fraction of RAM for the KV cache."""
+    vllm_enforce_eager: bool = True
+    """Skip torch.compile in vLLM (starts in 30 s instead of 90 s; compiled decoding is 1.6x faster)."""
+    vllm_tensor_parallel_size: int = 1
+    """Devices per vLLM engine, for models that do not fit one: each group of this many consecutive ranks shares
+    one engine (tensor parallelism, TRL's colocate pattern); it must divide the number of processes."""
+
+    # evaluation and outputs
+    eval_problems: int = 128
+    """Held-out problems (test split) evaluated before and after training."""
+    eval_samples: int = 4
+    """Samples per held-out problem at temperature 1.0 for pass@1 (greedy is always measured)."""
+    eval_every: int = 6
+    """Greedy held-out accuracy every this many steps (0: only before and after)."""
+    eval_before: bool = True
+    """Evaluate the untrained policy too (compare.py skips it after the first method: same model, same problems)."""
+    output_dir: str = "runs/rl"
+    """Where metrics.jsonl, tensorboard/, samples.jsonl, checkpoints/ and the plot go."""
+    save_every: int = 6
+    """Checkpoint every this many steps (and at the end)."""
+    sample_every: int = 6
+    """Write the completions of one group to samples.jsonl every this many steps."""
+    log_completions: bool = True
+    """Write every sampled completion with its reward and the verifier's verdict to completions.jsonl (for the audit)."""
+    optimizer_state: str = "all"
+    """Keep AdamW's state (twice the size of the weights) in every kept checkpoint (all) or only in the newest (newest)."""
+    resume: bool = False
+    """Continue from the newest checkpoint in output_dir; an error when there is none."""
+    auto_resume: bool = False
+    """Continue from the newest checkpoint in output_dir if there is one, else start a new run (and say which)."""
+    seed: int = 0
+    """Seeds data order, torch and the vLLM engine."""
+    tensorboard: bool = True
+    """Also write TensorBoard scalars."""

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from reasoning_rl.distributed import SINGLE, Dist, zero_backward
+from runtime.distributed import SINGLE, Dist, zero_backward
 from reasoning_rl.logprobs import completion_logprobs, device_of
 from reasoning_rl.losses import dpo_loss
 from reasoning_rl.rollout import Rollouts

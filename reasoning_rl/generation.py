@@ -18,18 +18,29 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 
-from reasoning_rl.distributed import SINGLE, Dist
+from runtime.distributed import SINGLE, Dist
 
 
 @dataclass
-class Sample:
+class Completion:
     token_ids: list[int]  # sampled completion tokens, EOS included when generated
     text: str  # decoded completion, special tokens removed
     truncated: bool  # stopped by max_new_tokens rather than EOS
     logprobs: list[float] | None = None  # the engine's log-prob of each sampled token, after temperature (vLLM only)
+
+
+class Generator(Protocol):
+    """A generation back end: ``n`` completions of each prompt, and the training policy's weights pushed into it."""
+
+    def generate(self, prompt_ids: list[list[int]], n: int, temperature: float, top_p: float,
+                 max_new_tokens: int) -> list[list[Completion]]: ...
+
+    def sync_weights(self, model: torch.nn.Module) -> float:
+        """Load ``model``'s current weights; returns the seconds taken."""
 
 
 class VLLMGenerator:
@@ -59,7 +70,7 @@ class VLLMGenerator:
             logprobs_mode="processed_logprobs",  # log-probs of the distribution sampled from (after temperature)
         )
 
-    def generate(self, prompt_ids: list[list[int]], n: int, temperature: float, top_p: float, max_new_tokens: int) -> list[list[Sample]]:
+    def generate(self, prompt_ids: list[list[int]], n: int, temperature: float, top_p: float, max_new_tokens: int) -> list[list[Completion]]:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
@@ -71,7 +82,7 @@ class VLLMGenerator:
             prompt_ids, mine = [p for part in parts for p in part], slice(start, start + len(prompt_ids))
         params = SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_new_tokens, logprobs=0)
         outputs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompt_ids], params, use_tqdm=False)
-        return [[Sample(list(o.token_ids), o.text, o.finish_reason == "length", _sampled_logprobs(o)) for o in out.outputs]
+        return [[Completion(list(o.token_ids), o.text, o.finish_reason == "length", _sampled_logprobs(o)) for o in out.outputs]
                 for out in outputs[mine]]
 
     @torch.no_grad()
@@ -157,12 +168,12 @@ class HFGenerator:
         self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
 
     @torch.no_grad()
-    def generate(self, prompt_ids: list[list[int]], n: int, temperature: float, top_p: float, max_new_tokens: int) -> list[list[Sample]]:
+    def generate(self, prompt_ids: list[list[int]], n: int, temperature: float, top_p: float, max_new_tokens: int) -> list[list[Completion]]:
         was_training = self.model.training
         self.model.eval()
         pad, eos = self.tokenizer.pad_token_id, self.tokenizer.eos_token_id
         flat = [p for p in prompt_ids for _ in range(n)]
-        samples: list[Sample] = []
+        samples: list[Completion] = []
         for i in range(0, len(flat), self.batch_size):
             chunk = flat[i : i + self.batch_size]
             width = max(map(len, chunk))
@@ -174,7 +185,7 @@ class HFGenerator:
                                       pad_token_id=pad, eos_token_id=eos, **sampling)
             for row in out[:, width:].tolist():
                 tokens = row[: row.index(eos) + 1] if eos in row else [t for t in row if t != pad]
-                samples.append(Sample(tokens, self.tokenizer.decode(tokens, skip_special_tokens=True), eos not in row))
+                samples.append(Completion(tokens, self.tokenizer.decode(tokens, skip_special_tokens=True), eos not in row))
         self.model.train(was_training)
         return [samples[i : i + n] for i in range(0, len(samples), n)]
 
@@ -183,7 +194,7 @@ class HFGenerator:
 
 
 def make_generator(backend: str, model_path: str, policy=None, tokenizer=None, seed: int = 0, dist: Dist = SINGLE,
-                   **vllm_options):
+                   **vllm_options) -> Generator:
     """``backend`` is ``"vllm"`` (one engine per rank, or per tensor-parallel group) or ``"hf"`` (transformers
     generate on ``policy``, on every rank)."""
     if backend == "vllm":

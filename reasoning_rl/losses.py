@@ -45,13 +45,14 @@ def policy_loss(
     old_logprobs: torch.Tensor,  # [B, T] same under the policy that sampled the rollouts
     advantages: torch.Tensor,  # [B] one per sequence (GRPO) or [B, T] one per token (PPO)
     mask: torch.Tensor,  # [B, T] 1.0 on completion tokens
+    *,
     ref_logprobs: torch.Tensor | None = None,  # [B, T] frozen reference; None when beta = 0
     beta: float = 0.0,
     clip_low: float = 0.2,
     clip_high: float = 0.2,
     aggregation: str = "sequence_mean",
-    batch_sequences: int | None = None,
-    batch_tokens: int | None = None,
+    batch_sequences: float | None = None,  # normalisers over the whole batch (all micro-batches, all ranks)
+    batch_tokens: float | None = None,
     max_tokens: int | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The clipped surrogate shared by GRPO and PPO, with GRPO's KL term (DeepSeekMath eq. 3):

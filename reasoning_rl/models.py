@@ -1,4 +1,5 @@
-"""Resolve a model name to a folder that both transformers and vLLM can load.
+"""Models: resolve a name to a folder that both transformers and vLLM can load, load the policy and its
+tokenizer, and prepare it for training (LoRA, gradient checkpointing, a frozen reference copy).
 
 Three kinds of name are accepted:
 
@@ -11,10 +12,13 @@ Three kinds of name are accepted:
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import os
 from pathlib import Path
+
+import torch
 
 EMBEDDED_MODELS = {
     # short name -> (python package, gguf file inside it)
@@ -34,7 +38,7 @@ def resolve_model(name: str) -> str:
     folder that does not exist or holds no model, or a Hub name that is unknown, unreachable, or
     not in the local cache while offline mode is on.
     """
-    from reasoning_rl.cli import UserError
+    from runtime.errors import UserError
 
     if name in EMBEDDED_MODELS:
         return str(_convert_embedded(name))
@@ -59,7 +63,7 @@ def check_hub_model(name: str, timeout: float = 10.0) -> None:
     import huggingface_hub
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
-    from reasoning_rl.cli import UserError
+    from runtime.errors import UserError
 
     if isinstance(huggingface_hub.try_to_load_from_cache(name, "config.json"), str):
         return  # downloaded before
@@ -159,3 +163,23 @@ def load_policy(path: str, dtype: str = "float32"):
     quiet_transformers()
 
     return AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
+
+
+def prepare_policy(policy, lora_rank: int, lora_alpha: int, gradient_checkpointing: bool):
+    """Optionally wrap in LoRA (peft) and enable gradient checkpointing."""
+    if gradient_checkpointing:
+        policy.gradient_checkpointing_enable()
+        policy.config.use_cache = False
+    if lora_rank > 0:
+        from peft import LoraConfig, get_peft_model
+
+        policy = get_peft_model(policy, LoraConfig(r=lora_rank, lora_alpha=lora_alpha, target_modules="all-linear", task_type="CAUSAL_LM"))
+    return policy
+
+
+def frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy with every parameter frozen, in eval mode (the reference model)."""
+    ref = copy.deepcopy(model).eval()
+    for p in ref.parameters():
+        p.requires_grad_(False)
+    return ref

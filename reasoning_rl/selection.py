@@ -11,7 +11,7 @@ has already seen:
   is informative now is judged on the latest group: the policy changes, and a prompt once half right
   is soon always right (its lifetime mean would stay in between for ever and keep drawing it). It
   lives in the trainer state, is saved with every checkpoint and comes back with ``--resume``.
-* ``select_prompts`` draws a step's prompts: a fraction ``explore`` comes from the plain sampler (the
+* ``select_prompts`` draws a step's prompts: a fraction ``explore`` comes from the prompt stream (the
   seeded walk over the pool: unseen prompts first, epoch after epoch); the rest is drawn without
   replacement, in proportion to weight, from the prompts already seen, weight 1 for an informative
   one (latest pass rate strictly between 0 and 1) and ``retry_weight`` for a saturated one (latest
@@ -44,11 +44,6 @@ class PromptRecord:
             n, total, _ = self.counts.get(pid, (0, 0.0, 0.0))
             self.counts[pid] = [n + group_size, total + hits, hits / group_size]
 
-    def pass_rate(self, pid: str) -> float | None:
-        """Over every completion of the prompt so far (None: never sampled)."""
-        entry = self.counts.get(pid)
-        return entry[1] / entry[0] if entry else None
-
     def informative(self, pid: str) -> bool:
         """Its latest group had right and wrong answers: GRPO would have a gradient there."""
         return 0 < self.counts[pid][2] < 1
@@ -69,14 +64,14 @@ class PromptRecord:
         return cls({k: list(v) for k, v in (counts or {}).items()})
 
 
-def select_prompts(sampler, record: PromptRecord, pool: dict[str, object], k: int, explore: float, retry_weight: float,
+def select_prompts(stream, record: PromptRecord, pool: dict[str, object], k: int, explore: float, retry_weight: float,
                    rng: random.Random) -> list:
     """``k`` distinct prompts from ``pool`` (id -> problem).
 
-    ``round(explore * k)`` come from ``sampler`` (its seeded walk over the pool). The rest are drawn without
+    ``round(explore * k)`` come from ``stream`` (its seeded walk over the pool). The rest are drawn without
     replacement, in proportion to their weights, from the seen prompts (1 informative, ``retry_weight``
     saturated) and from as many unseen ones as could be needed (weight 1 each: nothing is known of them; those
-    drawn are the sampler's next ones). The weighted draw uses Efraimidis-Spirakis keys ``u ** (1 / w)``: the
+    drawn are the stream's next ones). The weighted draw uses Efraimidis-Spirakis keys ``u ** (1 / w)``: the
     ``n`` largest keys are a sample where each prompt's chance at every pick is proportional to its weight.
     """
     n_rest = k - round(explore * k)
@@ -90,7 +85,7 @@ def select_prompts(sampler, record: PromptRecord, pool: dict[str, object], k: in
     chosen = [pool[pid] for _, pid in sorted(keyed, key=lambda x: x[0], reverse=True)[:n_rest] if pid is not None]
     taken = {p.id for p in chosen}
     while len(chosen) < k:  # the explored share and the unseen prompts drawn
-        problem = sampler.take(1)[0]
+        problem = stream.take(1)[0]
         if problem.id not in taken or len(taken) >= len(pool):
             chosen.append(problem)
             taken.add(problem.id)

@@ -40,7 +40,7 @@ def load_task(task: str, split: str, n: int, seed: int = 0, data_path: str | Non
     raise ValueError(f"unknown task {task!r}: use arith:<level>[,<level>...], hh_rlhf or one of {', '.join(BENCHMARKS)}")
 
 
-class PromptSampler:
+class PromptStream:
     """Walks a problem list in a seeded random order, epoch after epoch.
 
     Its whole state is ``cursor`` (problems drawn so far), so a resumed run draws exactly the

@@ -1,9 +1,14 @@
-"""Run outputs: ``metrics.jsonl`` (one line per step), TensorBoard scalars, sample completions."""
+"""Run outputs: ``metrics.jsonl`` (one line per step), TensorBoard scalars, sample completions; and what a run
+measures of itself (peak memory, a fingerprint of the weights, wall time)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import resource
 from pathlib import Path
+
+import torch
 
 
 class MetricsLogger:
@@ -76,3 +81,23 @@ def write_completions(output_dir: Path, step: int, rollouts) -> None:
             verdict = verdicts[i].to_dict() if verdicts[i] is not None else None
             f.write(json.dumps({"step": step, "id": problem.id, "answer": answer, "completion": text,
                                 "reward": rollouts.rewards[i].item(), "verdict": verdict}) + "\n")
+
+
+def peak_memory_gib() -> float:
+    """Peak resident memory of this process (CPU) or peak allocated GPU memory, in GiB."""
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def weights_sha256(model: torch.nn.Module) -> str:
+    """A fingerprint of every weight's exact bytes: ranks that trained in step hold the same one."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def format_seconds(seconds: float) -> str:
+    return f"{int(seconds // 60)} min {seconds % 60:.0f} s" if seconds >= 60 else f"{seconds:.1f} s"

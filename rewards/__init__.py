@@ -6,13 +6,13 @@ A reward is a plain function ``(completion: str, answer: str) -> float`` kept by
 combines rewards as a weighted sum and logs each one as ``reward/<name>``.
 """
 
-from rewards.accuracy import accuracy_reward, accuracy_verdicts
+from rewards.accuracy import accuracy_reward, accuracy_verdicts, is_equivalent
 from rewards.extract import Extracted, extract_answer, extract_final, last_boxed, last_number, repair_escapes
 from rewards.format import boxed_format_reward, think_format_reward
 from rewards.length import soft_overlong_penalty
 from rewards.pool import VerifierPool, default_pool
 from rewards.registry import REWARDS, register
-from rewards.verify import EVAL_TIMEOUT, TRAIN_TIMEOUT, Verdict, audit_metrics, is_equivalent
+from rewards.verify import EVAL_TIMEOUT, TRAIN_TIMEOUT, Verdict, audit_metrics
 
 
 def parse_weights(spec: str) -> dict[str, float]:

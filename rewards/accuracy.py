@@ -13,6 +13,11 @@ def accuracy_verdicts(completions: list[str], answers: list[str], timeout: float
     return default_pool().grade(completions, answers, timeout, budget)
 
 
+def is_equivalent(pred: str, gold: str, timeout: float = EVAL_TIMEOUT) -> bool:
+    """True when the answer strings ``pred`` and ``gold`` are the same answer (through the worker pool)."""
+    return default_pool().equivalent(pred, gold, timeout)
+
+
 @register("accuracy")
 def accuracy_reward(completion: str, answer: str, timeout: float = EVAL_TIMEOUT) -> float:
     """1.0 when the completion's final answer is equivalent to ``answer``, else 0.0.

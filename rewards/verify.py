@@ -288,10 +288,3 @@ def audit_metrics(verdicts: list[Verdict]) -> dict[str, float]:
         "verifier/fallback_last_number": sum(v.source == "last_number" for v in verdicts) / n,
         "verifier/seconds_mean": sum(v.seconds for v in verdicts) / n,
     }
-
-
-def is_equivalent(pred: str, gold: str, timeout: float = EVAL_TIMEOUT) -> bool:
-    """True when the answer strings ``pred`` and ``gold`` are the same answer (through the worker pool)."""
-    from rewards.pool import default_pool
-
-    return default_pool().equivalent(pred, gold, timeout)

@@ -20,7 +20,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from reasoning_rl.cli import UserError, run
+from reasoning_rl.cli import run
+from runtime.errors import UserError
 from reasoning_rl.tracking import read_metrics
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reasoning_rl.cli import run
-from reasoning_rl.config import parse_config
 from rewards import TRAIN_TIMEOUT, VerifierPool
 
 

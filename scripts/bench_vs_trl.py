@@ -35,7 +35,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from reasoning_rl.cli import UserError, run
+from reasoning_rl.cli import run
+from runtime.errors import UserError
 from reasoning_rl.tracking import read_metrics
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,7 +117,7 @@ def run_trl(cfg: Config, out: Path) -> tuple[list[dict], Path]:
 
     from reasoning_rl.models import load_policy, load_tokenizer, resolve_model
     from reasoning_rl.tasks import load_task
-    from reasoning_rl.training import make_optimizer, seed_everything
+    from reasoning_rl.optim import make_optimizer, seed_everything
     from rewards import trl_reward
 
     print("\n=== TRL GRPOTrainer (transformers generate)", flush=True)
@@ -162,7 +163,7 @@ def held_out_greedy(cfg: Config, folder: Path) -> float:
     from reasoning_rl.generation import make_generator
     from reasoning_rl.models import load_tokenizer
     from reasoning_rl.tasks import load_task
-    from reasoning_rl.training import held_out_accuracy
+    from reasoning_rl.heldout import held_out_accuracy
 
     problems = [p for p in load_task(cfg.task, "test", cfg.eval_problems, cfg.seed) if p.answer is not None]
     tokenizer = load_tokenizer(str(folder))

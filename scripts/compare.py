@@ -26,9 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reasoning_rl.cli import run
-from reasoning_rl.config import parse_config
 from reasoning_rl.tracking import read_metrics
-from reasoning_rl.training import format_seconds
+from reasoning_rl.tracking import format_seconds
 
 SCRIPTS = Path(__file__).resolve().parent
 METHODS = ("grpo", "ppo", "dpo")

@@ -19,7 +19,6 @@ import tyro
 from eval.harness import load_samples, load_summaries, per_problem_pass1
 from eval.metrics import paired_difference
 from reasoning_rl.cli import run
-from reasoning_rl.config import parse_config
 
 
 @dataclass

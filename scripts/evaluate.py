@@ -24,9 +24,9 @@ from pathlib import Path
 from data_prep import load_problems
 from data_prep.benchmarks import data_label
 from eval import evaluate
-from reasoning_rl.cli import UserError, as_user_error, check_output_dir, run
-from reasoning_rl.config import parse_config
-from reasoning_rl.distributed import Dist
+from reasoning_rl.cli import check_output_dir, run
+from runtime.errors import UserError, as_user_error
+from runtime.distributed import Dist
 from reasoning_rl.generation import make_generator
 from reasoning_rl.models import load_policy, load_tokenizer, resolve_model
 

@@ -21,8 +21,8 @@ import tyro
 
 from eval.harness import load_samples, load_summaries, per_problem_pass1
 from eval.metrics import paired_difference
-from reasoning_rl.cli import UserError, run
-from reasoning_rl.config import parse_config
+from reasoning_rl.cli import run
+from runtime.errors import UserError
 from reasoning_rl.tracking import read_metrics
 from rewards import boxed_format_reward
 

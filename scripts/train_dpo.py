@@ -29,13 +29,15 @@ from tqdm.auto import tqdm
 from data_prep.preferences import heldout_split, load_preference_pairs
 from reasoning_rl.checkpoint import save_checkpoint
 from reasoning_rl.cli import run
-from reasoning_rl.config import parse_config
 from reasoning_rl.dpo import DPOUpdate
 from reasoning_rl.models import load_policy, load_tokenizer, resolve_model
 from reasoning_rl.rollout import Rollouts
 from reasoning_rl.tracking import MetricsLogger
-from reasoning_rl.trainer import RLConfig, train
-from reasoning_rl.training import epoch_order, format_seconds, frozen_copy, make_optimizer, peak_memory_gib, prepare_policy, seed_everything
+from reasoning_rl.config import RLConfig
+from reasoning_rl.trainer import train
+from reasoning_rl.optim import epoch_order, make_optimizer, seed_everything
+from reasoning_rl.tracking import format_seconds, peak_memory_gib
+from reasoning_rl.models import frozen_copy, prepare_policy
 
 
 @dataclass

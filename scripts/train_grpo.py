@@ -11,7 +11,7 @@ and writes metrics, a plot and checkpoints to runs/grpo.
 
 The loop (sampling, rewards, the clipped surrogate, logging, checkpoints) is shared with PPO in
 ``reasoning_rl/trainer.py``; GRPO's own part is its advantage estimator,
-``reasoning_rl.estimators.GroupRelative``.
+``reasoning_rl.advantage_estimators.GroupRelative``.
 
 Deviations from DeepSeekMath (arXiv 2402.03300), each an option:
 * ``beta`` defaults to 0 (no reference model), as in DAPO and Dr. GRPO; set ``--beta 0.04`` for the paper.
@@ -24,9 +24,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from reasoning_rl.cli import run
-from reasoning_rl.config import parse_config
-from reasoning_rl.estimators import GroupRelative
-from reasoning_rl.trainer import PolicyGradient, PolicyGradientConfig, train
+from reasoning_rl.advantage_estimators import GroupRelative
+from reasoning_rl.policy_gradient import PolicyGradient, PolicyGradientConfig
+from reasoning_rl.trainer import train
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 Same rollouts, rewards, presets and outputs as ``train_grpo.py``; the loop is the same
 (``reasoning_rl/trainer.py``). The one difference is the advantage estimator,
-``reasoning_rl.estimators.GAECritic``:
+``reasoning_rl.advantage_estimators.GAECritic``:
 
 * the critic is a copy of the policy's backbone with a value head (or ``--critic-model``, e.g. a
   smaller model or a trained reward model), trained with the clipped value loss;
@@ -20,9 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from reasoning_rl.cli import run
-from reasoning_rl.config import parse_config
-from reasoning_rl.estimators import GAECritic
-from reasoning_rl.trainer import PolicyGradient, PolicyGradientConfig, train
+from reasoning_rl.advantage_estimators import GAECritic
+from reasoning_rl.policy_gradient import PolicyGradient, PolicyGradientConfig
+from reasoning_rl.trainer import train
 
 
 @dataclass

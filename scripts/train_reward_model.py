@@ -27,12 +27,12 @@ from tqdm.auto import tqdm
 from data_prep.preferences import heldout_split, load_preference_pairs
 from reasoning_rl.checkpoint import atomic_folder
 from reasoning_rl.cli import run
-from reasoning_rl.config import parse_config
 from reasoning_rl.losses import bradley_terry_loss
 from reasoning_rl.models import load_tokenizer, resolve_model
 from reasoning_rl.reward_model import encode, freeze_lower_layers, load_reward_model, score_ids
 from reasoning_rl.tracking import MetricsLogger, read_metrics
-from reasoning_rl.training import epoch_order, format_seconds, make_optimizer, peak_memory_gib, seed_everything
+from reasoning_rl.optim import epoch_order, make_optimizer, seed_everything
+from reasoning_rl.tracking import format_seconds, peak_memory_gib
 
 
 @dataclass

@@ -31,7 +31,6 @@ from pathlib import Path
 from data_prep import load_problems, read_jsonl
 from data_prep.benchmarks import default_data_dir
 from reasoning_rl.cli import run
-from reasoning_rl.config import parse_config
 from rewards import Verdict, accuracy_verdicts, default_pool
 from rewards.verify import normalize
 

@@ -26,10 +26,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from test_efficient_update import G, batch  # noqa: E402
 
-from reasoning_rl.distributed import Dist  # noqa: E402
-from reasoning_rl.estimators import GAECritic, GroupRelative  # noqa: E402
+from runtime.distributed import Dist  # noqa: E402
+from reasoning_rl.advantage_estimators import GAECritic, GroupRelative  # noqa: E402
 from reasoning_rl.models import load_policy, load_tokenizer  # noqa: E402
-from reasoning_rl.trainer import PolicyGradient, PolicyGradientConfig  # noqa: E402
+from reasoning_rl.policy_gradient import PolicyGradient, PolicyGradientConfig  # noqa: E402
 
 REWARDS = [[1, 1, 1, 1], [0, 1, 0, 0], [0, 0, 0, 0], [1, 0, 0.5, 1], [0, 1, 1, 1], [0, 0, 1, 0], [1, 1, 1, 1], [0.5, 0, 0, 1]]
 CASES = {

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from bench_vs_trl import Config, best_window, compare, time_to_target
+from reasoning_rl.config import parse_config
 
 
 def curve(accuracies: list[float], seconds_per_step: float) -> list[dict]:
@@ -87,7 +88,7 @@ def test_run_report_pairs_the_benchmark_before_and_after_and_draws_the_run(tmp_p
                                                          "fraction_truncated": 0.1, "max_new_tokens": 512}))
         (folder / "samples.jsonl").write_text("".join(json.dumps({"id": f"q{i}", "correct": [c], "completions": [f"so \\boxed{{{i}}}" if c else "7"]})
                                                       + "\n" for i, c in enumerate(correct)))
-    cfg = report_run.parse_config(report_run.Config, [str(run_dir), "--before", str(tmp_path / "before"), "--after", str(tmp_path / "after"),
+    cfg = parse_config(report_run.Config, [str(run_dir), "--before", str(tmp_path / "before"), "--after", str(tmp_path / "after"),
                                                       "--json", str(tmp_path / "docs" / "r.json"), "--plot", str(tmp_path / "docs" / "r.png")])
     report = report_run.main(cfg)
     paired = report["benchmark"]["paired"]

@@ -83,7 +83,7 @@ def test_templates(tiny_model):
 
 
 def test_tasks(shared_data):
-    from reasoning_rl.tasks import PromptSampler, load_task
+    from reasoning_rl.tasks import PromptStream, load_task
 
     assert len(load_task("gsm8k", "train", 10, data_path=str(shared_data))) == 7473
     assert len(load_task("math500", "test", 10, data_path=str(shared_data))) == 10
@@ -92,7 +92,7 @@ def test_tasks(shared_data):
     problems = load_task("arith:add_20,sub_2d", "train", 40)
     assert {p.source for p in problems} == {"arith/add_20", "arith/sub_2d"}
     # the sampler's whole state is its cursor: a fresh sampler at cursor 5 continues the same order
-    first = PromptSampler(problems, seed=3)
+    first = PromptStream(problems, seed=3)
     order = [p.id for p in first.take(50)]
-    resumed = PromptSampler(problems, seed=3, cursor=5)
+    resumed = PromptStream(problems, seed=3, cursor=5)
     assert [p.id for p in resumed.take(45)] == order[5:]

@@ -7,12 +7,12 @@ it checks is the one a GPU user runs (the trainer has no separate GPU code).
 import pytest
 import torch
 
-import reasoning_rl.estimators as estimators
-import reasoning_rl.trainer as trainer
-from reasoning_rl.distributed import Dist
-from reasoning_rl.estimators import GAECritic, GroupRelative
+import reasoning_rl.advantage_estimators as estimators
+import reasoning_rl.policy_gradient as policy_gradient
+from runtime.distributed import Dist
+from reasoning_rl.advantage_estimators import GAECritic, GroupRelative
 from reasoning_rl.models import load_policy, load_tokenizer
-from reasoning_rl.trainer import PolicyGradient, PolicyGradientConfig
+from reasoning_rl.policy_gradient import PolicyGradient, PolicyGradientConfig
 from test_efficient_update import MIXED, batch
 
 
@@ -53,7 +53,7 @@ def test_every_parameter_and_batch_tensor_is_on_the_accelerator_device(tiny_mode
             return loss(*args, **kwargs)
         return wrapper
 
-    monkeypatch.setattr(trainer, "policy_loss", watched(trainer.policy_loss))
+    monkeypatch.setattr(policy_gradient, "policy_loss", watched(policy_gradient.policy_loss))
     monkeypatch.setattr(estimators, "value_loss", watched(estimators.value_loss))
     policy = load_policy(str(tiny_model)).to(dist.device)
     # GRPO with a KL term (reference log-probs), mu = 2 (old log-probs) and the shared-prompt forward; PPO with its critic

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from data_prep import Problem
-from reasoning_rl.estimators import GroupRelative
+from reasoning_rl.advantage_estimators import GroupRelative
 from reasoning_rl.logprobs import EncodedPrompts, completion_logprobs, pack, shared_prompt_logprobs
 from reasoning_rl.models import load_policy, load_tokenizer
 from reasoning_rl.rollout import Rollouts
-from reasoning_rl.trainer import PolicyGradient, PolicyGradientConfig
-from reasoning_rl.training import make_optimizer
+from reasoning_rl.policy_gradient import PolicyGradient, PolicyGradientConfig
+from reasoning_rl.optim import make_optimizer
 
 G = 4
 

@@ -11,11 +11,12 @@ import pytest
 
 import evaluate as evaluate_script
 from conftest import ROOT
-from reasoning_rl.cli import UserError
+from runtime.errors import UserError
+from reasoning_rl.config import parse_config
 
 
 def test_evaluate_writes_summary_and_samples(tiny_model, tmp_path, shared_data):
-    cfg = evaluate_script.parse_config(evaluate_script.Config, [
+    cfg = parse_config(evaluate_script.Config, [
         "--model", str(tiny_model), "--benchmark", "gsm8k", "--limit", "8", "--n", "4", "--k", "1,4",
         "--max-new-tokens", "8", "--backend", "hf", "--output-dir", str(tmp_path)])  # n > 1: temperature 1.0
     evaluate_script.main(cfg)
@@ -32,7 +33,7 @@ def test_evaluate_writes_summary_and_samples(tiny_model, tmp_path, shared_data):
 
 
 def test_k_above_n_is_a_clear_error(tiny_model, tmp_path):
-    cfg = evaluate_script.parse_config(evaluate_script.Config, ["--model", str(tiny_model), "--n", "2", "--k", "1,4",
+    cfg = parse_config(evaluate_script.Config, ["--model", str(tiny_model), "--n", "2", "--k", "1,4",
                                                                 "--output-dir", str(tmp_path)])
     with pytest.raises(UserError, match="at most --n 2"):
         evaluate_script.main(cfg)
@@ -70,7 +71,7 @@ def test_compare_evals_table_and_plot(tmp_path):
         summary = {"benchmark": "gsm8k", "n_problems": 8, "n_samples": 4, "pass@1": p1, "pass@4": p4, "mean_completion_tokens": 50}
         (folder / "summary.json").write_text(json.dumps(summary))
         (folder / "samples.jsonl").write_text("".join(json.dumps({"id": f"q{i}", "correct": c, "completions": ["..."] * 4}) + "\n" for i, c in enumerate(right[name])))
-    cfg = compare_evals.parse_config(compare_evals.Config, [str(tmp_path / "base"), str(tmp_path / "grpo"), "--output-dir", str(tmp_path / "cmp")])
+    cfg = parse_config(compare_evals.Config, [str(tmp_path / "base"), str(tmp_path / "grpo"), "--output-dir", str(tmp_path / "cmp")])
     table = compare_evals.main(cfg)
     assert "| grpo | gsm8k | 8 | 4 | 40.0% | 60.0% | 50 |" in table
     # paired on the 7 problems both graded: per-problem pass@1 differences 0.75, 0.5 and five zeros

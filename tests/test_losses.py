@@ -83,7 +83,7 @@ def test_kl_term_enters_with_beta():
     # ratio 1 (logp == old), A = 0: loss is beta * k3 = 0.1 * 0.1931
     logp = torch.tensor([[math.log(0.5)]])
     ref = torch.tensor([[math.log(0.25)]])
-    loss, m = policy_loss(logp, logp, torch.tensor([0.0]), torch.ones(1, 1), ref, beta=0.1)
+    loss, m = policy_loss(logp, logp, torch.tensor([0.0]), torch.ones(1, 1), ref_logprobs=ref, beta=0.1)
     assert loss.item() == pytest.approx(0.1 * (0.5 - math.log(0.5) - 1))
     assert m["kl"] == pytest.approx(0.5 - math.log(0.5) - 1)
 

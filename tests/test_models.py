@@ -2,7 +2,7 @@ import sys
 
 import pytest
 
-from reasoning_rl.cli import UserError
+from runtime.errors import UserError
 
 from reasoning_rl import models
 

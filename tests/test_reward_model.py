@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from reasoning_rl.cli import UserError
-import torch
+from runtime.errors import UserError
 
 from data_prep.preferences import heldout_split, load_preference_pairs, open_ended_problems, split_dialogues
+from reasoning_rl.config import parse_config
 
 
 def test_hh_dialogues_split_at_the_last_assistant_turn():
@@ -50,7 +50,7 @@ def tiny_reward_model(tiny_model, tmp_path_factory):
     folder = tmp_path_factory.mktemp("rm")
     rows = [{"prompt": f"Q{i}:", "chosen": f" good answer {i}", "rejected": f" bad answer {i}"} for i in range(40)]
     (folder / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    cfg = train_reward_model.parse_config(train_reward_model.Config, [
+    cfg = parse_config(train_reward_model.Config, [
         "--model", str(tiny_model), "--data", str(folder / "pairs.jsonl"), "--output-dir", str(folder / "run"),
         "--heldout-fraction", "0.25", "--epochs", "4", "--batch-size", "4", "--lr", "3e-3", "--warmup-steps", "0",
         "--eval-every", "0", "--max-length", "32", "--trainable-layers", "1", "--no-tensorboard"])
@@ -79,7 +79,7 @@ def test_mixed_batch_trains_and_logs_both_reward_sources(tiny_model, tiny_reward
     import train_grpo
     from test_train_smoke import TINY_RUN
 
-    cfg = train_grpo.parse_config(train_grpo.Config, [
+    cfg = parse_config(train_grpo.Config, [
         "--model", str(tiny_model), "--steps", "2", "--output-dir", str(tmp_path), *TINY_RUN, "--prompts-per-step", "4",
         "--task", "arith:add_1d+hh_rlhf", "--train-problems", "400", "--reward-model", str(tiny_reward_model[0] / "model")])
     train_grpo.main(cfg)
@@ -95,7 +95,7 @@ def test_open_ended_prompts_without_a_reward_model_are_refused(tiny_model, share
     import train_grpo
     from test_train_smoke import TINY_RUN
 
-    cfg = train_grpo.parse_config(train_grpo.Config, ["--model", str(tiny_model), "--output-dir", str(tmp_path), *TINY_RUN,
+    cfg = parse_config(train_grpo.Config, ["--model", str(tiny_model), "--output-dir", str(tmp_path), *TINY_RUN,
                                                       "--task", "arith:add_1d+hh_rlhf"])
     with pytest.raises(UserError, match="--reward-model"):
         train_grpo.main(cfg)

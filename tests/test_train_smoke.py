@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import ROOT
+from reasoning_rl.config import parse_config
 
 TINY_RUN = ["--task", "arith:add_1d", "--backend", "hf", "--prompts-per-step", "2", "--group-size", "4",
             "--max-new-tokens", "8", "--eval-problems", "4", "--eval-samples", "2", "--eval-every", "0",
@@ -29,7 +30,7 @@ def test_two_grpo_steps_change_the_parameters(tiny_model, tmp_path, monkeypatch)
     # A random model is never right, so every group's accuracy is 0 and there is no gradient. A reward
     # added the way a user adds one (a function in REWARDS) that varies with the text gives one.
     monkeypatch.setitem(REWARDS, "distinct_chars", lambda completion, answer: len(set(completion)) / 20)
-    cfg = train_grpo.parse_config(train_grpo.Config, ["--model", str(tiny_model), "--steps", "2", "--output-dir", str(tmp_path),
+    cfg = parse_config(train_grpo.Config, ["--model", str(tiny_model), "--steps", "2", "--output-dir", str(tmp_path),
                                                       *TINY_RUN, "--rewards", "accuracy=1.0,distinct_chars=1.0"])
     report = train_grpo.main(cfg)
     assert read_steps(tmp_path / "metrics.jsonl") == [1, 2]
@@ -53,20 +54,31 @@ def test_two_grpo_steps_change_the_parameters(tiny_model, tmp_path, monkeypatch)
     assert [r["step"] for r in logged] == [1] * 8 + [2] * 8 and all(r["verdict"]["method"] for r in logged)
     import verify_quality
 
-    audit = verify_quality.main(verify_quality.parse_config(verify_quality.Config, ["--audit", str(tmp_path)]))
+    audit = verify_quality.main(parse_config(verify_quality.Config, ["--audit", str(tmp_path)]))
     assert audit["completions"] == 16 and (tmp_path / "audit.md").exists()
 
 
-def test_dapo_and_dr_grpo_options_run(tiny_model, tmp_path):
+def test_dapo_and_dr_grpo_options_train_and_refill(tiny_model, tmp_path, monkeypatch):
+    """DAPO's dynamic sampling drops the groups whose rewards are all equal and samples more prompts; the kept groups
+    then reach an update with clip-higher, token-mean, mu = 2, a KL term, Dr. GRPO's advantages and LoRA."""
     import train_grpo
+    from rewards import REWARDS
 
-    cfg = train_grpo.parse_config(train_grpo.Config, [
-        "--model", str(tiny_model), "--steps", "1", "--output-dir", str(tmp_path), *TINY_RUN,
-        "--dynamic-sampling", "--max-refills", "1", "--clip-high", "0.28", "--loss-aggregation", "token_mean",
+    # varies on random text for odd answers, 0 for every completion of an even one: those groups carry no gradient
+    monkeypatch.setitem(REWARDS, "odd_distinct", lambda completion, answer: len(set(completion)) / 20 if int(answer) % 2 else 0.0)
+    cfg = parse_config(train_grpo.Config, [
+        "--model", str(tiny_model), "--steps", "3", "--output-dir", str(tmp_path), *TINY_RUN, "--rewards", "odd_distinct=1.0",
+        "--dynamic-sampling", "--max-refills", "3", "--clip-high", "0.28", "--loss-aggregation", "token_mean",
         "--overlong-cache", "4", "--mu", "2", "--beta", "0.04", "--no-normalize-std", "--lora-rank", "4"])
     train_grpo.main(cfg)
-    [metrics] = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert "reward/overlong" in metrics and metrics["train/groups_trained"] <= 2
+    steps = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert "reward/overlong" in steps[0]
+    assert all(m["train/groups_trained"] > 0 and m["train/grad_norm"] > 0 for m in steps)
+    refilled = [m for m in steps if m["train/refills"] > 0]
+    assert refilled, "no step needed a refill: the test no longer exercises dynamic sampling"
+    for m in refilled:  # more completions were generated than one engine call makes, and the batch was filled again
+        assert m["completions/sampled"] == (1 + m["train/refills"]) * 2 * 4
+        assert m["train/groups_trained"] == 2 or m["train/refills"] == 3
 
 
 def test_killed_run_resumes_without_repeating_or_skipping_steps(tiny_model, tmp_path):
@@ -92,7 +104,7 @@ def test_time_limit_ends_the_run_with_a_checkpoint_and_resume_goes_on(tiny_model
     import train_grpo
 
     def run(*flags):
-        return train_grpo.main(train_grpo.parse_config(train_grpo.Config, ["--model", str(tiny_model), "--steps", "3",
+        return train_grpo.main(parse_config(train_grpo.Config, ["--model", str(tiny_model), "--steps", "3",
                                                                            "--output-dir", str(tmp_path), *TINY_RUN, *flags]))
 
     report = run("--time-limit", "1e-6")  # runs out during step 1
@@ -106,14 +118,14 @@ def test_time_limit_ends_the_run_with_a_checkpoint_and_resume_goes_on(tiny_model
 def test_presets_parse_and_flags_override(tmp_path):
     import train_grpo
 
-    cfg = train_grpo.parse_config(train_grpo.Config, ["--preset", "curriculum", "--steps", "7"])
+    cfg = parse_config(train_grpo.Config, ["--preset", "curriculum", "--steps", "7"])
     assert cfg.curriculum[0] == "add_20" and cfg.steps == 7 and cfg.output_dir == "runs/grpo_curriculum"
     for name in ("gsm8k", "math", "gpu_qwen", "dapo", "dr_grpo"):
-        train_grpo.parse_config(train_grpo.Config, ["--preset", name])
+        parse_config(train_grpo.Config, ["--preset", name])
     bad = tmp_path / "bad.yaml"
     bad.write_text("stepz: 3\n")
     try:
-        train_grpo.parse_config(train_grpo.Config, ["--preset", str(bad)])
+        parse_config(train_grpo.Config, ["--preset", str(bad)])
     except SystemExit as error:
         assert "stepz" in str(error)
     else:
@@ -124,12 +136,12 @@ def test_ppo_shares_the_presets():
     import train_ppo
 
     for name in ("curriculum", "gsm8k", "math", "gpu_qwen", "dapo"):
-        cfg = train_ppo.parse_config(train_ppo.Config, ["--preset", name])
+        cfg = parse_config(train_ppo.Config, ["--preset", name])
         assert cfg.output_dir == f"runs/ppo_{name}" and cfg.lam == 0.95
-    cfg = train_ppo.parse_config(train_ppo.Config, ["--preset", "gsm8k", "--output-dir", "elsewhere"])
+    cfg = parse_config(train_ppo.Config, ["--preset", "gsm8k", "--output-dir", "elsewhere"])
     assert cfg.task == "gsm8k" and cfg.output_dir == "elsewhere"
     with pytest.raises(SystemExit, match="normalize_std"):  # Dr. GRPO's std switch is GRPO's own
-        train_ppo.parse_config(train_ppo.Config, ["--preset", "dr_grpo"])
+        parse_config(train_ppo.Config, ["--preset", "dr_grpo"])
 
 
 def test_curriculum_moves_on_when_training_accuracy_is_high(tiny_model, tmp_path, monkeypatch):
@@ -137,7 +149,7 @@ def test_curriculum_moves_on_when_training_accuracy_is_high(tiny_model, tmp_path
     from rewards import REWARDS
 
     monkeypatch.setitem(REWARDS, "accuracy", lambda completion, answer: 1.0)  # every sample right
-    cfg = train_grpo.parse_config(train_grpo.Config, [
+    cfg = parse_config(train_grpo.Config, [
         "--model", str(tiny_model), "--steps", "3", "--output-dir", str(tmp_path), *TINY_RUN,
         "--curriculum", "add_1d", "add_20", "--curriculum-window", "2", "--curriculum-threshold", "0.9"])
     report = train_grpo.main(cfg)
@@ -149,7 +161,7 @@ def test_curriculum_moves_on_when_training_accuracy_is_high(tiny_model, tmp_path
 def test_curriculum_replays_passed_levels_moves_on_after_patience_and_evaluates_every_level(tiny_model, tmp_path):
     import train_grpo
 
-    cfg = train_grpo.parse_config(train_grpo.Config, [
+    cfg = parse_config(train_grpo.Config, [
         "--model", str(tiny_model), "--steps", "3", "--output-dir", str(tmp_path), *TINY_RUN, "--eval-every", "2",
         "--eval-samples", "0", "--curriculum", "add_1d", "add_20", "--curriculum-patience", "1", "--curriculum-replay", "0.5",
         "--select-by-difficulty"])
@@ -170,7 +182,7 @@ def test_two_ppo_steps_train_policy_and_critic(tiny_model, tmp_path, monkeypatch
     from rewards import REWARDS
 
     monkeypatch.setitem(REWARDS, "distinct_chars", lambda completion, answer: len(set(completion)) / 20)
-    cfg = train_ppo.parse_config(train_ppo.Config, ["--model", str(tiny_model), "--steps", "2", "--output-dir", str(tmp_path),
+    cfg = parse_config(train_ppo.Config, ["--model", str(tiny_model), "--steps", "2", "--output-dir", str(tmp_path),
                                                     *TINY_RUN, "--rewards", "accuracy=1.0,distinct_chars=1.0", "--mu", "2"])
     train_ppo.main(cfg)
     lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -191,23 +203,35 @@ def test_two_ppo_steps_train_policy_and_critic(tiny_model, tmp_path, monkeypatch
     assert any(not torch.equal(before[k], after[k]) for k in before)
 
 
-def test_ppo_resumed_run_matches_an_uninterrupted_one(tiny_model, tmp_path):
+def test_ppo_resumed_run_matches_an_uninterrupted_one(tiny_model, tmp_path, monkeypatch):
     """Stopping after step 1 and resuming gives the same critic and policy as running 2 steps straight:
     the critic, its optimizer and the RNG states travel in the checkpoint."""
     import train_ppo
+    from rewards import REWARDS
+
+    # a random model is never right: a reward that varies with the text gives both the critic and the policy a gradient
+    monkeypatch.setitem(REWARDS, "distinct_chars", lambda completion, answer: len(set(completion)) / 20)
 
     def run(out, *extra):
-        args = ["--model", str(tiny_model), "--output-dir", str(out), *TINY_RUN, "--save-every", "1", *extra]
-        train_ppo.main(train_ppo.parse_config(train_ppo.Config, args))
+        # --eval-samples 0: the 1-step run's final evaluation is then greedy and draws nothing from torch's generator,
+        # which the hf back end samples the rollouts with (a sampled one would shift the resumed run's samples)
+        args = ["--model", str(tiny_model), "--output-dir", str(out), *TINY_RUN, "--save-every", "1", "--eval-samples", "0",
+                "--rewards", "accuracy=1.0,distinct_chars=1.0", *extra]
+        train_ppo.main(parse_config(train_ppo.Config, args))
         last = sorted((out / "checkpoints").glob("step_*"))[-1]
-        return torch.load(last / "critic.pt", weights_only=False)["critic"]
+        return torch.load(last / "critic.pt", weights_only=False)["critic"], load_file(last / "policy" / "model.safetensors")
 
-    straight = run(tmp_path / "straight", "--steps", "2")
+    straight_critic, straight_policy = run(tmp_path / "straight", "--steps", "2")
     run(tmp_path / "resumed", "--steps", "1")
-    resumed = run(tmp_path / "resumed", "--steps", "2", "--resume")
+    resumed_critic, resumed_policy = run(tmp_path / "resumed", "--steps", "2", "--resume")
     assert read_steps(tmp_path / "resumed" / "metrics.jsonl") == [1, 2]
-    for key in straight:
-        torch.testing.assert_close(resumed[key], straight[key], msg=key)
+    assert straight_critic["score.weight"].abs().sum() > 0  # the zero-initialised value head learned
+    for key in straight_critic:
+        torch.testing.assert_close(resumed_critic[key], straight_critic[key], msg=key)
+    initial = load_file(tiny_model / "model.safetensors")
+    assert any(not torch.equal(initial[k], straight_policy[k]) for k in initial)  # the policy did train
+    for key in straight_policy:
+        torch.testing.assert_close(resumed_policy[key], straight_policy[key], msg=key)
 
 
 def test_online_dpo_trains_on_pairs_from_its_own_samples(tiny_model, tmp_path, monkeypatch):
@@ -215,7 +239,7 @@ def test_online_dpo_trains_on_pairs_from_its_own_samples(tiny_model, tmp_path, m
     from rewards import REWARDS
 
     monkeypatch.setitem(REWARDS, "distinct_chars", lambda completion, answer: len(set(completion)) / 20)
-    cfg = train_dpo.parse_config(train_dpo.Config, ["--model", str(tiny_model), "--steps", "2", "--output-dir", str(tmp_path),
+    cfg = parse_config(train_dpo.Config, ["--model", str(tiny_model), "--steps", "2", "--output-dir", str(tmp_path),
                                                     *TINY_RUN, "--rewards", "distinct_chars=1.0"])
     train_dpo.main(cfg)
     lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -235,7 +259,7 @@ def test_offline_dpo_on_a_preference_file(tiny_model, tmp_path):
     rows.append({"prompt": "broken", "chosen": "same", "rejected": "same"})  # malformed: skipped with a warning
     path = tmp_path / "pairs.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    cfg = train_dpo.parse_config(train_dpo.Config, ["--model", str(tiny_model), "--pairs", str(path), "--output-dir",
+    cfg = parse_config(train_dpo.Config, ["--model", str(tiny_model), "--pairs", str(path), "--output-dir",
                                                     str(tmp_path / "run"), "--pair-batch-size", "4", "--epochs", "2",
                                                     "--heldout-fraction", "0.25", "--lr", "1e-3", "--warmup-steps", "0",
                                                     "--no-tensorboard"])

@@ -14,8 +14,10 @@ import warnings
 import pytest
 
 from conftest import ROOT
-from reasoning_rl.cli import UserError, run
+from reasoning_rl.cli import run
+from runtime.errors import UserError
 from test_train_smoke import TINY_RUN, read_steps
+from reasoning_rl.config import parse_config
 
 
 def run_script(module: str, argv: list[str], capsys) -> tuple[int, str]:
@@ -109,9 +111,9 @@ def test_3_an_unknown_hub_name_fails_fast_and_says_offline_mode_is_on():
     (["--rewards", "accuracy=1.0,brevityy=0.5"], ["brevityy"]),
 ])
 def test_4_user_errors_are_one_line_and_leave_no_folder(argv, words, tmp_path, capsys, monkeypatch):
-    import reasoning_rl.trainer as trainer
+    import reasoning_rl.run as run
 
-    monkeypatch.setattr(trainer, "make_generator", no_engine)
+    monkeypatch.setattr(run, "make_generator", no_engine)
     out = tmp_path / "run"
     code, err = run_script("train_grpo", [*argv, "--output-dir", str(out)], capsys)
     assert code == 2
@@ -120,9 +122,9 @@ def test_4_user_errors_are_one_line_and_leave_no_folder(argv, words, tmp_path, c
 
 
 def test_4_an_unwritable_output_folder_is_one_line(capsys, monkeypatch):
-    import reasoning_rl.trainer as trainer
+    import reasoning_rl.run as run
 
-    monkeypatch.setattr(trainer, "make_generator", no_engine)
+    monkeypatch.setattr(run, "make_generator", no_engine)
     code, err = run_script("train_grpo", ["--output-dir", "/proc/x"], capsys)
     assert code == 2
     one_line_error(err, "/proc/x")
@@ -167,9 +169,9 @@ def test_5_evaluate_validates_before_the_engine(argv, words, tmp_path, capsys, m
     ("train_ppo", ["--steps", "0"], ["--steps"]),
 ])
 def test_6_settings_that_cannot_learn_are_refused(script, argv, words, tmp_path, capsys, monkeypatch):
-    import reasoning_rl.trainer as trainer
+    import reasoning_rl.run as run
 
-    monkeypatch.setattr(trainer, "make_generator", no_engine)
+    monkeypatch.setattr(run, "make_generator", no_engine)
     code, err = run_script(script, [*argv, "--output-dir", str(tmp_path / "run")], capsys)
     assert code == 2
     one_line_error(err, *words)
@@ -178,7 +180,7 @@ def test_6_settings_that_cannot_learn_are_refused(script, argv, words, tmp_path,
 def test_6_ppo_learns_from_groups_of_one(tiny_model, tmp_path):
     import train_ppo
 
-    cfg = train_ppo.parse_config(train_ppo.Config, ["--model", str(tiny_model), "--steps", "1", "--output-dir", str(tmp_path),
+    cfg = parse_config(train_ppo.Config, ["--model", str(tiny_model), "--steps", "1", "--output-dir", str(tmp_path),
                                                     *TINY_RUN, "--group-size", "1"])
     train_ppo.main(cfg)  # a learned critic is PPO's baseline: one sample per prompt is fine
     assert read_steps(tmp_path / "metrics.jsonl") == [1]
@@ -287,7 +289,7 @@ def test_11_a_reward_file_may_import_the_package_or_its_modules():
 def test_12_checkpoints_are_readable_by_the_group_and_can_keep_one_optimizer_state(tiny_model, tmp_path):
     import train_grpo
 
-    cfg = train_grpo.parse_config(train_grpo.Config, ["--model", str(tiny_model), "--steps", "2", "--save-every", "1",
+    cfg = parse_config(train_grpo.Config, ["--model", str(tiny_model), "--steps", "2", "--save-every", "1",
                                                       "--output-dir", str(tmp_path), *TINY_RUN, "--optimizer-state", "newest"])
     train_grpo.main(cfg)
     old, new = sorted((tmp_path / "checkpoints").glob("step_*"))

@@ -1,4 +1,4 @@
-"""Advantage estimators for ``trainer.PolicyGradient``: the one place where GRPO and PPO differ.
+"""Advantage estimators for ``policy_gradient.PolicyGradient``: the one place where GRPO and PPO differ.
 
     GRPO  GroupRelative   A_i = (r_i - mean(r_group)) / std(r_group), the same for every token of
                           completion i; no model, no extra forward pass.
@@ -9,20 +9,46 @@
 
 An estimator has ``advantages(rollouts, old_logprobs, ref_logprobs) -> (advantages, metrics)``,
 and for its own model (the critic) ``backward(...)`` per micro-batch, ``step()`` per optimizer
-step and ``save``/``load`` for checkpoints. The maths are in ``advantages.py`` and ``losses.py``.
+step and ``save``/``load`` for checkpoints (the ``AdvantageEstimator`` protocol). The maths are in
+``advantages.py`` and ``losses.py``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol
 
 import torch
 
 from reasoning_rl.advantages import gae, group_relative, whiten
-from reasoning_rl.distributed import SINGLE
 from reasoning_rl.losses import value_loss
 from reasoning_rl.reward_model import TokenScores
 from reasoning_rl.rollout import per_token
+from runtime.distributed import SINGLE
+
+
+class AdvantageEstimator(Protocol):
+    """What ``PolicyGradient`` asks of an advantage estimator."""
+
+    needs_reference: bool  # its advantages use the frozen reference's log-probs (PPO's KL reward)
+    needs_old_logprobs: bool  # its advantages use the log-probs at sampling time (so nothing can be skipped early)
+    min_group_size: int  # completions per prompt it needs to have any gradient
+    models: list  # its own trained models, DDP-wrapped with several ranks (the critic), or none
+
+    def setup(self, model_path: str, tokenizer, cfg, dist=SINGLE) -> None: ...
+
+    def advantages(self, rollouts, old_logprobs, ref_logprobs) -> tuple[torch.Tensor, dict[str, float]]:
+        """``[N]`` or ``[N, T]`` advantages and the estimator's metrics."""
+
+    def backward(self, rollouts, rows, mask, share, weight=1.0) -> dict[str, float]:
+        """Its own model's loss on one micro-batch, back-propagated (weighted by ``share * weight``)."""
+
+    def step(self) -> dict[str, float]:
+        """Its own optimizer step, after the policy's."""
+
+    def save(self, folder: Path) -> None: ...
+
+    def load(self, folder: Path) -> None: ...
 
 
 class GroupRelative:
@@ -83,7 +109,7 @@ class GAECritic:
         on ``dist.device``; trained through its DDP wrapper (``models``) when there are several ranks."""
         from reasoning_rl.models import resolve_model
         from reasoning_rl.reward_model import freeze_lower_layers, load_reward_model
-        from reasoning_rl.training import make_optimizer
+        from reasoning_rl.optim import make_optimizer
 
         path = resolve_model(self.critic_model) if self.critic_model else model_path
         self.critic = load_reward_model(path, tokenizer)  # a new head starts at zero: V = 0 before training

@@ -113,9 +113,4 @@ def zero_backward(models: list[torch.nn.Module], pad_id: int, device: torch.devi
         getattr(out, "logits", out).sum().mul(0).backward()
 
 
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The module inside a DDP wrapper (itself otherwise)."""
-    return getattr(model, "module", model)
-
-
 SINGLE = Dist()

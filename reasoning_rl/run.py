@@ -1,0 +1,197 @@
+"""A training run: ``Run`` holds everything the loop's phases share, and ``start_run`` builds it.
+
+Every rank runs ``start_run``: it loads the same data, the policy onto its device (DDP-wrapped by the
+update's ``setup``) and its own engine, and resumes from a checkpoint if asked; rank 0 alone writes
+the output folder's files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Protocol
+
+import torch
+
+from data_prep import Problem
+from reasoning_rl.checkpoint import latest_checkpoint, load_training_state
+from reasoning_rl.cli import check_output_dir
+from reasoning_rl.config import RLConfig
+from reasoning_rl.generation import Generator, make_generator
+from reasoning_rl.heldout import held_out_accuracy
+from reasoning_rl.models import frozen_copy, load_policy, load_tokenizer, prepare_policy, resolve_model
+from reasoning_rl.optim import make_optimizer, seed_everything
+from reasoning_rl.rollout import Rollouts
+from reasoning_rl.selection import PromptRecord
+from reasoning_rl.settings import check_settings
+from reasoning_rl.state import TrainState
+from reasoning_rl.tasks import PromptStream, load_task
+from reasoning_rl.tracking import MetricsLogger
+from rewards import parse_weights
+from runtime.distributed import SINGLE, Dist
+from runtime.errors import UserError, as_user_error
+
+
+class Update(Protocol):
+    """An algorithm's update (``PolicyGradient`` for GRPO and PPO, ``DPOUpdate``): the one algorithm-specific call."""
+
+    needs_reference: bool  # load a frozen copy of the starting model
+    min_group_size: int  # completions per prompt it needs to have any gradient
+
+    def setup(self, policy, reference, tokenizer, optimizer, model_path: str, dist: Dist = SINGLE) -> None: ...
+
+    def __call__(self, rollouts: Rollouts, step: int) -> dict[str, float]:
+        """Train on one batch of scored rollouts; returns the update's metrics."""
+
+    def save(self, folder: Path) -> None:
+        """Its own state beyond the policy and its optimizer (PPO's critic) into a checkpoint folder."""
+
+    def load(self, folder: Path) -> None: ...
+
+
+@dataclass(kw_only=True)
+class Run:
+    """Everything the loop's phases share: the config, data, models, engine and the resumable state."""
+
+    cfg: RLConfig
+    update: Update
+    algorithm: str  # grpo, ppo, dpo
+    out: Path  # the output folder
+    dist: Dist  # this process's rank, the number of ranks, its device
+    tasks: list[str]  # one per curriculum level (one without a curriculum)
+    pools: list[dict[str, Problem]]  # per level: problem id -> training problem
+    streams: list[PromptStream]  # per level: the seeded, resumable walk over its pool
+    heldout: dict[str, list[Problem]]  # per task: held-out problems with a reference answer
+    record: PromptRecord  # per prompt: completions sampled and their accuracy
+    reward_weights: dict[str, float]  # verifier rewards by name
+    scorer: Callable[[list[str], list[str]], list[float]] | None  # the reward model for open-ended prompts
+    tokenizer: object
+    policy: torch.nn.Module  # the bare model (DDP-wrapped inside the update with several ranks)
+    generator: Generator
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    logger: MetricsLogger
+    state: TrainState
+    start_time: float
+
+    def evaluate(self, n_samples: int, tasks: list[str] | None = None) -> dict[str, dict[str, float]]:
+        """Held-out greedy accuracy (and sampled pass@1 with ``n_samples``) per task; each rank grades its share."""
+        return {t: held_out_accuracy(self.generator, self.tokenizer, self.heldout[t], self.cfg.template, n_samples,
+                                     self.cfg.max_new_tokens, self.dist)
+                for t in tasks or self.tasks if self.heldout[t]}
+
+    def is_last(self, step: int) -> bool:
+        """``step`` is ``--steps``, or ``--time-limit`` ran out on some rank (all ranks decide alike)."""
+        if step == self.cfg.steps:
+            return True
+        minutes = (time.perf_counter() - self.start_time) / 60
+        return self.cfg.time_limit > 0 and max(self.dist.gather(minutes)) >= self.cfg.time_limit
+
+
+def start_run(cfg: RLConfig, update: Update, algorithm: str) -> Run:
+    """Check the settings, load data, models and the engine, resume from a checkpoint if asked, and evaluate the
+    untrained policy."""
+    dist = Dist.start()
+    check_settings(cfg, update, algorithm, dist)
+    tasks, pools, heldout, reward_weights = load_data(cfg)
+    model_path = resolve_model(cfg.model)
+    checkpoint = find_checkpoint(Path(cfg.output_dir), cfg, dist)
+    out = check_output_dir(cfg.output_dir)
+    seed_everything(cfg.seed)
+    start_time = time.perf_counter()
+    scorer = load_scorer(cfg, dist)
+    tokenizer = load_tokenizer(model_path)
+    policy, reference = load_models(cfg, update, model_path, checkpoint, dist)
+    generator = make_generator(cfg.backend, model_path, policy, tokenizer, seed=cfg.seed, dist=dist,
+                               memory_fraction=cfg.vllm_memory_fraction, enforce_eager=cfg.vllm_enforce_eager,
+                               tensor_parallel_size=cfg.vllm_tensor_parallel_size)
+    if checkpoint:
+        generator.sync_weights(policy)
+    optimizer, scheduler = make_optimizer(policy, cfg.lr, cfg.weight_decay, cfg.warmup_steps)
+    update.setup(policy, reference, tokenizer, optimizer, model_path, dist)
+    state = restore(checkpoint, optimizer, scheduler, update, len(tasks), dist)
+    if dist.world > 1:  # the ranks' own random streams (transformers generate samples with torch's)
+        torch.manual_seed(cfg.seed + 1_000_003 * dist.rank + state.step)
+    run = Run(cfg=cfg, update=update, algorithm=algorithm, out=out, dist=dist, tasks=tasks,
+              pools=[{p.id: p for p in pool} for pool in pools],
+              streams=[PromptStream(pool, cfg.seed, cursor) for pool, cursor in zip(pools, state.cursors)],
+              heldout=heldout, record=PromptRecord.from_json(state.record), reward_weights=reward_weights, scorer=scorer,
+              tokenizer=tokenizer, policy=policy, generator=generator, optimizer=optimizer, scheduler=scheduler,
+              logger=MetricsLogger(out, state.step, cfg.tensorboard, enabled=dist.is_main), state=state,
+              start_time=start_time)
+    if dist.is_main:
+        (out / "config.json").write_text(json.dumps({"algorithm": algorithm, **dataclasses.asdict(cfg),
+                                                     "processes": dist.world}, indent=2))
+    if not state.before and cfg.eval_before:
+        dist.print(f"evaluating the untrained policy on {cfg.eval_problems} held-out problems per task ...")
+        state.before = run.evaluate(cfg.eval_samples)
+    return run
+
+
+def load_data(cfg: RLConfig) -> tuple[list[str], list[list[Problem]], dict[str, list[Problem]], dict[str, float]]:
+    """Task names (one per curriculum level), their training pools, their held-out problems with a reference answer,
+    and the reward weights; a ``UserError`` for an unknown task or reward, or prompts nothing could score."""
+    tasks = [f"arith:{level}" for level in cfg.curriculum] or [cfg.task]
+    drop = cfg.drop_unparseable_references
+    with as_user_error():
+        reward_weights = parse_weights(cfg.rewards)
+        pools = [load_task(t, "train", cfg.train_problems, cfg.seed, cfg.data_path, drop) for t in tasks]
+        heldout = {t: [p for p in load_task(t, "test", cfg.eval_problems, cfg.seed, cfg.data_path, drop) if p.answer is not None]
+                   for t in tasks}
+    if any(p.answer is None for pool in pools for p in pool) and not cfg.reward_model:
+        raise UserError(f"task {cfg.task!r} has prompts without a reference answer; pass --reward-model <folder> "
+                        "(train one with scripts/train_reward_model.py)")
+    return tasks, pools, heldout, reward_weights
+
+
+def find_checkpoint(out: Path, cfg: RLConfig, dist: Dist = SINGLE) -> Path | None:
+    """The checkpoint to resume from: ``--resume`` insists on one, ``--auto-resume`` takes one if there is one.
+    Every rank reads the same folder (on several machines, a shared file system)."""
+    if not (cfg.resume or cfg.auto_resume):
+        return None
+    checkpoint = latest_checkpoint(out)
+    if checkpoint is None and cfg.resume:
+        raise UserError(f"--resume: no checkpoint to resume from in {out} (looked for {out / 'checkpoints'}/step_*); "
+                        "check the folder name, or use --auto-resume to start a new run when there is none")
+    if checkpoint is None:
+        dist.print(f"--auto-resume: no checkpoint in {out}; starting a new run")
+    return checkpoint
+
+
+def load_scorer(cfg: RLConfig, dist: Dist):
+    """The trained reward model that scores prompts without a reference answer (``--reward-model``), or None."""
+    if not cfg.reward_model:
+        return None
+    from reasoning_rl.reward_model import RewardModelScorer
+
+    return RewardModelScorer(resolve_model(cfg.reward_model), scale=cfg.reward_model_scale, autocast=cfg.autocast,
+                             device=dist.device)
+
+
+def load_models(cfg: RLConfig, update: Update, model_path: str, checkpoint: Path | None, dist: Dist):
+    """The policy (from the checkpoint when resuming; LoRA and gradient checkpointing applied), in training mode, and
+    the frozen reference (always the starting model) when the update needs one; both on this rank's device."""
+    policy = load_policy(str(checkpoint / "policy") if checkpoint and cfg.lora_rank == 0 else model_path)
+    reference = frozen_copy(load_policy(model_path)).to(dist.device) if update.needs_reference else None
+    policy = prepare_policy(policy, cfg.lora_rank, cfg.lora_alpha, cfg.gradient_checkpointing).to(dist.device)
+    if checkpoint and cfg.lora_rank > 0:
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        set_peft_model_state_dict(policy, load_file(checkpoint / "policy" / "adapter_model.safetensors"))
+    policy.train()
+    return policy, reference
+
+
+def restore(checkpoint: Path | None, optimizer, scheduler, update: Update, levels: int, dist: Dist) -> TrainState:
+    """A new run's state, or the checkpoint's with the optimizer, scheduler, random generators and the update's own
+    state restored."""
+    if checkpoint is None:
+        return TrainState(cursors=[0] * levels)
+    state = TrainState.from_json(load_training_state(checkpoint, optimizer, scheduler))
+    update.load(checkpoint)
+    dist.print(f"resuming from {checkpoint} (step {state.step})")
+    return state

@@ -11,7 +11,7 @@ never copied into the repository). For each reference ``r``:
   swapped interval ends, a flipped inequality, a missing list element, another word or choice
   letter, and where fewer than 3 of these apply ``r + 1``, ``r - 1``, ``2r`` or an extra element.
 
-``python scripts/verify_quality.py --suite`` runs it; ``tests/test_verifier_suite.py`` asserts
+``python scripts/report/verify_quality.py --suite`` runs it; ``tests/test_verifier_suite.py`` asserts
 the acceptance rates.
 """
 

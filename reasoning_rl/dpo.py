@@ -4,7 +4,7 @@ On a verifiable task the pairs come from the policy's own samples: in each group
 completions, one with the highest reward (correct) is paired with one with the lowest
 (incorrect); groups where all rewards are equal give no pair. This is online (iterative) DPO
 when it runs inside ``trainer.train`` (new samples from the current policy every step) and the
-math baseline of ``scripts/compare.py``. A file of preference pairs becomes the same kind of
+math baseline of ``scripts/bench/compare.py``. A file of preference pairs becomes the same kind of
 batch (groups of two: chosen, rejected) in ``scripts/train_dpo.py --pairs``.
 
 The loss, ``losses.dpo_loss``, compares summed log-probs of the chosen and rejected completions

@@ -192,15 +192,8 @@ class EncodedPrompts:
                 torch.autograd.backward([out for out, _ in pairs], [grad for _, grad in pairs])
 
 
-def shared_prompt_logprobs(model, prompts: list[list[int]], owner: list[int], completions: list[list[int]], pad_id: int,
-                           with_entropy: bool = False, autocast: bool = False):
-    """``completion_logprobs`` with each of ``prompts`` encoded once (``EncodedPrompts``); row i continues
-    ``prompts[owner[i]]``. Returns ``[b, T]`` log-probs, entropies (or None) and the completion mask."""
-    return EncodedPrompts(model, prompts, pad_id, autocast).logprobs(model, owner, completions, pad_id, with_entropy)
-
-
 def supports_shared_prompt(model) -> str | None:
-    """None if ``shared_prompt_logprobs`` is exact for ``model``, else the reason it is not."""
+    """None if the shared-prompt forward (``EncodedPrompts``) is exact for ``model``, else the reason it is not."""
     if getattr(model, "is_gradient_checkpointing", False):
         return "gradient checkpointing drops the key/value cache that carries the prompt"
     layer_types = getattr(model.config, "layer_types", None) or []

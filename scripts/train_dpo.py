@@ -4,7 +4,7 @@
     python scripts/train_dpo.py --pairs hh-rlhf               # offline: the hh-rlhf pairs in ../shared/data
     python scripts/train_dpo.py --pairs prefs.jsonl            # offline: any JSONL of prompt/chosen/rejected
 
-Online (the math baseline of ``scripts/compare.py``): every step samples G completions for B
+Online (the math baseline of ``scripts/bench/compare.py``): every step samples G completions for B
 prompts exactly as GRPO does, pairs a correct with an incorrect completion of the same prompt
 (``reasoning_rl.dpo.pairs_from_groups``) and takes a DPO step on those pairs, with the starting
 model as the reference. Same loop, outputs and held-out evaluation as GRPO and PPO.

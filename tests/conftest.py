@@ -11,7 +11,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
-sys.path.insert(0, str(ROOT / "scripts"))
+for folder in ("scripts", "scripts/bench", "scripts/report"):  # the scripts import as modules (import train_grpo)
+    sys.path.insert(0, str(ROOT / folder))
 
 
 def tiny_model_folder(folder: Path, hidden_size: int = 32, intermediate_size: int = 64,

@@ -11,7 +11,7 @@ import torch
 
 from data_prep import Problem
 from reasoning_rl.advantage_estimators import GroupRelative
-from reasoning_rl.logprobs import EncodedPrompts, completion_logprobs, pack, shared_prompt_logprobs
+from reasoning_rl.logprobs import EncodedPrompts, completion_logprobs, pack
 from reasoning_rl.models import load_policy, load_tokenizer
 from reasoning_rl.rollout import Rollouts
 from reasoning_rl.policy_gradient import PolicyGradient, PolicyGradientConfig
@@ -98,7 +98,8 @@ def test_shared_prompt_forward_matches_the_plain_forward(tiny_model, group_sizes
     def forward(shared: bool):
         model.zero_grad(set_to_none=True)
         if shared:
-            logprobs, entropy, mask = shared_prompt_logprobs(model, prompts, owner, completions, 0, with_entropy=True)
+            encoded = EncodedPrompts(model, prompts, 0, autocast=False)  # each prompt once; row i continues prompts[owner[i]]
+            logprobs, entropy, mask = encoded.logprobs(model, owner, completions, 0, with_entropy=True)
         else:
             ids, attention, mask = pack([prompts[k] for k in owner], completions, 0)
             logprobs, entropy = completion_logprobs(model, ids, attention, mask.shape[1], with_entropy=True)

@@ -14,7 +14,8 @@ from test_train_smoke import TINY_RUN
 def readme_recipe() -> tuple[str, str]:
     """The reward file and the registration line, exactly as the README shows them."""
     readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Rewards, and adding a verifier"):readme.index("### The verifier")]
+    start = readme.index("## Rewards, and adding a verifier")
+    section = readme[start:readme.index("\n## ", start + 1)]
     blocks = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
     reward_file = next(b for b in blocks if b.startswith("# rewards/brevity.py"))
     registration = next(b for b in blocks if "from rewards import brevity" in b)

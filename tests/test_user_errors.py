@@ -262,7 +262,7 @@ def test_9_vllm_starts_without_noise():
 # --- 10. compare_evals.py with no runs --------------------------------------------------------------
 
 def test_10_compare_evals_without_runs_prints_its_usage():
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "compare_evals.py")], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "report" / "compare_evals.py")], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert "usage" in (result.stdout + result.stderr).lower() and "Traceback" not in result.stderr
 

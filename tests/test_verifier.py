@@ -186,7 +186,7 @@ def test_adversarial_batch_scores_zero_without_stalling():
     elapsed = time.perf_counter() - start
     pool.close()
     assert [v.correct for v in verdicts] == [False] * 64
-    assert elapsed < 60  # scripts/bench_verifier.py measures it (a few seconds); this only guards against a hang
+    assert elapsed < 60  # scripts/bench/bench_verifier.py measures it (a few seconds); this only guards against a hang
 
 
 def test_a_worker_past_its_timeout_is_killed_and_replaced():

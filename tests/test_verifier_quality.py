@@ -1,4 +1,4 @@
-"""A sample of the verifier-quality measurement (scripts/verify_quality.py runs all of it)."""
+"""A sample of the verifier-quality measurement (scripts/report/verify_quality.py runs all of it)."""
 
 import verify_quality
 

@@ -1,8 +1,8 @@
 """Uniform sampling, DAPO's dynamic sampling and difficulty-aware selection on a task where most groups
 start all wrong (arith:add_2d: about 12 % of the untrained model's groups have mixed rewards).
 
-    python scripts/bench_selection.py --docs            # 3 runs of 24 steps, about 20 minutes on 2 cores
-    python scripts/bench_selection.py --steps 4 --eval-problems 16 --output-dir runs/selection_quick
+    python scripts/bench/bench_selection.py --docs            # 3 runs of 24 steps, about 20 minutes on 2 cores
+    python scripts/bench/bench_selection.py --steps 4 --eval-problems 16 --output-dir runs/selection_quick
 
 Each method is its own ``scripts/train_grpo.py`` run at the same seed and for the same number of steps:
 ``uniform`` (the plain sampler), ``dapo`` (``--dynamic-sampling``: groups with equal rewards are dropped
@@ -26,7 +26,7 @@ from bench_efficiency import train_run
 from reasoning_rl.cli import run
 from reasoning_rl.tracking import read_metrics
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 METHODS = {"uniform": [], "dapo": ["--dynamic-sampling"], "selection": ["--select-by-difficulty"]}
 
 

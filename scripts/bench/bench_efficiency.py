@@ -2,8 +2,8 @@
 (every row forwarded, every row encoding its prompt) and once with both on (the defaults), then the
 ratio of their loop times.
 
-    python scripts/bench_efficiency.py                        # 2 x the main job, about 15 minutes on 2 cores
-    python scripts/bench_efficiency.py --steps 4 --eval-problems 16 --output-dir runs/efficiency_quick
+    python scripts/bench/bench_efficiency.py                        # 2 x the main job, about 15 minutes on 2 cores
+    python scripts/bench/bench_efficiency.py --steps 4 --eval-problems 16 --output-dir runs/efficiency_quick
 
 The loop time is what the 24 steps spend sampling (generation and reward scoring), updating and
 syncing weights into vLLM (``time/step`` in metrics.jsonl), without model loading, the engine's
@@ -24,7 +24,7 @@ from reasoning_rl.cli import run
 from runtime.errors import UserError
 from reasoning_rl.tracking import read_metrics
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PHASES = {"generate": "time/generate", "reward": "time/reward", "update": "time/train", "sync": "time/sync", "step": "time/step"}
 
 

@@ -13,10 +13,10 @@ Three checks, each a flag:
   (``verify(parse("$ref$"), parse(completion))``, its default extraction), and lists every
   disagreement by class, with the completion's end, in ``DIR/audit.md`` and ``DIR/audit.jsonl``.
 
-    python scripts/verify_quality.py                      # GSM8K (1319) and MATH (5000) gold solutions
-    python scripts/verify_quality.py --limit 200          # a quick sample
-    python scripts/verify_quality.py --suite              # the robustness suite
-    python scripts/verify_quality.py --audit runs/eval_math500
+    python scripts/report/verify_quality.py                      # GSM8K (1319) and MATH (5000) gold solutions
+    python scripts/report/verify_quality.py --limit 200          # a quick sample
+    python scripts/report/verify_quality.py --suite              # the robustness suite
+    python scripts/report/verify_quality.py --audit runs/eval_math500
 """
 
 from __future__ import annotations

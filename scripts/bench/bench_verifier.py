@@ -9,7 +9,7 @@ In one run, on the same completions:
 2. 64 adversarial completions (power towers, huge factorials, 2,000-deep nested fractions,
    100 kB strings) graded by ``--workers`` workers at the training timeout: the time and the rewards.
 
-    python scripts/bench_verifier.py                  # writes docs/results_verifier.json
+    python scripts/bench/bench_verifier.py                  # writes docs/results_verifier.json
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def timed(pool: VerifierPool, completions: list[str], references: list[str], tim
 def main(cfg: Config) -> dict:
     import sys
 
-    sys.path.insert(0, str(Path(__file__).parent))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "report"))
     from verify_quality import gold_solutions, shuffled_references
 
     pairs = gold_solutions("math", cfg.data_path, cfg.completions // 2)

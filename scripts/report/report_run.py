@@ -1,6 +1,6 @@
 """One training run and the benchmark before and after it: a JSON and a figure for the docs.
 
-    python scripts/report_run.py runs/gsm8k --before runs/eval/gsm8k_untrained --after runs/eval/gsm8k_trained \\
+    python scripts/report/report_run.py runs/gsm8k --before runs/eval/gsm8k_untrained --after runs/eval/gsm8k_trained \\
         --json docs/results_gsm8k.json --plot docs/images/gsm8k.png
 
 RUN is a trainer's output folder (metrics.jsonl, config.json, results.json); --before and --after are

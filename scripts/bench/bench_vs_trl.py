@@ -1,8 +1,8 @@
 """This project's GRPO loop against TRL's GRPOTrainer, side by side in one run: the same model,
 task, budget, seed and reward function; who reaches a training accuracy of 0.8 first, and how fast.
 
-    python scripts/bench_vs_trl.py            # 24 steps each, about 25 minutes on 2 cores
-    python scripts/bench_vs_trl.py --quick    # 3 steps each and 16 held-out problems: a smoke test, a few minutes
+    python scripts/bench/bench_vs_trl.py            # 24 steps each, about 25 minutes on 2 cores
+    python scripts/bench/bench_vs_trl.py --quick    # 3 steps each and 16 held-out problems: a smoke test, a few minutes
 
 Both trainers get the embedded SmolLM2-135M-Instruct, "What is a + b?" with a, b in 1..20 in the
 chat template, 8 prompts x 8 samples per step, 64 new tokens, AdamW at lr 2e-5 with the same
@@ -39,7 +39,7 @@ from reasoning_rl.cli import run
 from runtime.errors import UserError
 from reasoning_rl.tracking import read_metrics
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass

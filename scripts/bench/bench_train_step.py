@@ -2,8 +2,8 @@
 group's prompt encoded once (shared prompt), and with both, on the same GRPO batch in one run;
 then float32 against bf16 autocast and gradient checkpointing for the plain forward + backward.
 
-    python scripts/bench_train_step.py                  # the embedded model, the main job's batch shape
-    python scripts/bench_train_step.py --model Qwen/Qwen2.5-0.5B-Instruct --completion-tokens 256
+    python scripts/bench/bench_train_step.py                  # the embedded model, the main job's batch shape
+    python scripts/bench/bench_train_step.py --model Qwen/Qwen2.5-0.5B-Instruct --completion-tokens 256
 
 The batch is the main job's: 8 real "What is a + b?" prompts in the chat template (about 35
 tokens) x 8 completions of random tokens, ``--completion-tokens`` long on average (uniform within

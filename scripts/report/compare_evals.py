@@ -2,7 +2,7 @@
 against the first on the problems both graded (the paired difference in pass@1 with its 95 % interval,
 and McNemar's exact test).
 
-    python scripts/compare_evals.py runs/eval_base runs/eval_grpo --labels base grpo --output-dir runs/compare
+    python scripts/report/compare_evals.py runs/eval_base runs/eval_grpo --labels base grpo --output-dir runs/compare
 
 Each argument is an output folder of scripts/evaluate.py (holding summary.json, or one
 sub-folder per benchmark).

@@ -1,8 +1,8 @@
 """GRPO, PPO and DPO compared: same task, starting model, budget of sampled completions and evaluation.
 
-    python scripts/compare.py                                   # about 40 minutes on 2 CPU cores
-    python scripts/compare.py --steps 30 --task arith:add_2d --output-dir runs/compare_add_2d
-    python scripts/compare.py --methods grpo ppo --ppo-args "--kl-coef 0.02 --mu 2"
+    python scripts/bench/compare.py                                   # about 40 minutes on 2 CPU cores
+    python scripts/bench/compare.py --steps 30 --task arith:add_2d --output-dir runs/compare_add_2d
+    python scripts/bench/compare.py --methods grpo ppo --ppo-args "--kl-coef 0.02 --mu 2"
 
 Each method runs as its own process (``scripts/train_<method>.py``), so its peak memory is its
 own, with the shared options below; everything else is the method's default (see each script's
@@ -29,7 +29,7 @@ from reasoning_rl.cli import run
 from reasoning_rl.tracking import read_metrics
 from reasoning_rl.tracking import format_seconds
 
-SCRIPTS = Path(__file__).resolve().parent
+SCRIPTS = Path(__file__).resolve().parents[1]  # the entry points (scripts/train_*.py)
 METHODS = ("grpo", "ppo", "dpo")
 
 

@@ -131,6 +131,16 @@ class RLConfig:
     """Dynamic sampling gives up refilling after this many extra engine calls per step."""
     overlong_cache: int = 0
     """DAPO's soft overlong punishment over the last this-many tokens before max_new_tokens (0: off)."""
+    rollout_staleness: int = 0
+    """Train each step on a batch sampled this many steps earlier (a rollout buffer filled ahead of the update, as
+    asynchronous training does): the ratio's denominator is then the sampling weights' log-probs (the engine's), or,
+    with --rollout-correction, the trainer's current ones with the correction weighing for the lag. 0: on-policy."""
+    rollout_correction: str = "none"
+    """Weigh each token's loss by the trainer/engine probability ratio (reasoning_rl/losses.py: rollout_correction):
+    none, token_tis, sequence_tis (truncated at the threshold), token_mask, sequence_mask (masked outside
+    [1/threshold, threshold]). Needs the engine's log-probs (--backend vllm)."""
+    rollout_correction_threshold: float = 2.0
+    """The threshold C of --rollout-correction (TRL's default is 3.0 with sequence_mask)."""
 
     # optimisation
     lr: float = 2e-5

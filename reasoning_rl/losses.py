@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 LOSS_AGGREGATIONS = ("sequence_mean", "token_mean", "sequence_sum")
+ROLLOUT_CORRECTIONS = ("none", "token_tis", "sequence_tis", "token_mask", "sequence_mask")
 
 
 def aggregate(per_token: torch.Tensor, mask: torch.Tensor, mode: str, batch_sequences: int, batch_tokens: int, max_tokens: int) -> torch.Tensor:
@@ -54,14 +55,16 @@ def policy_loss(
     batch_sequences: float | None = None,  # normalisers over the whole batch (all micro-batches, all ranks)
     batch_tokens: float | None = None,
     max_tokens: int | None = None,
+    is_weights: torch.Tensor | None = None,  # [B, T] or [B, 1] stop-gradient weights (rollout_correction); None: 1
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The clipped surrogate shared by GRPO and PPO, with GRPO's KL term (DeepSeekMath eq. 3):
 
-        l_t = -min(r_t A_t, clip(r_t, 1 - clip_low, 1 + clip_high) A_t) + beta * D_KL,t
+        l_t = -w_t min(r_t A_t, clip(r_t, 1 - clip_low, 1 + clip_high) A_t) + beta * D_KL,t
         r_t = pi_theta(o_t) / pi_old(o_t)
 
     ``clip_high > clip_low`` is DAPO's clip-higher. PPO passes ``beta = 0`` because its KL
-    penalty is already in the per-token rewards.
+    penalty is already in the per-token rewards. ``w_t`` is the engine/trainer correction
+    (``rollout_correction``), 1 without it.
     """
     mask = mask.float()
     batch_sequences = batch_sequences or logprobs.shape[0]
@@ -72,20 +75,161 @@ def policy_loss(
     unclipped = ratio * adv  # [B, T]
     clipped = torch.clamp(ratio, 1 - clip_low, 1 + clip_high) * adv  # [B, T]
     per_token = -torch.minimum(unclipped, clipped)  # [B, T]
+    if is_weights is not None:
+        per_token = per_token * is_weights  # [B, T]
     kl = k3_kl(logprobs, ref_logprobs) if ref_logprobs is not None else torch.zeros_like(logprobs)  # [B, T]
     if beta:
         per_token = per_token + beta * kl
     loss = aggregate(per_token, mask, aggregation, batch_sequences, batch_tokens, max_tokens)
 
     with torch.no_grad():
-        n = mask.sum().clamp(min=1)
         is_clipped = ((ratio < 1 - clip_low) & (adv < 0)) | ((ratio > 1 + clip_high) & (adv > 0))  # [B, T]
-        metrics = {
-            "clip_fraction": ((is_clipped.float() * mask).sum() / n).item(),
-            "kl": ((kl * mask).sum() / n).item(),
-            "ratio_mean": ((ratio * mask).sum() / n).item(),
-        }
+        metrics = {"clip_fraction": masked_mean(is_clipped.float(), mask), "kl": masked_mean(kl, mask),
+                   "ratio_mean": masked_mean(ratio, mask)}
     return loss, metrics
+
+
+def gspo_loss(
+    logprobs: torch.Tensor,  # [B, T] log pi_theta(o_t | q, o_<t), with grad
+    old_logprobs: torch.Tensor,  # [B, T] under the policy that sampled
+    advantages: torch.Tensor,  # [B] one per sequence
+    mask: torch.Tensor,  # [B, T] 1.0 on completion tokens
+    *,
+    ref_logprobs: torch.Tensor | None = None,
+    beta: float = 0.0,
+    clip_low: float = 3e-4,
+    clip_high: float = 4e-4,
+    aggregation: str = "sequence_mean",
+    batch_sequences: float | None = None,
+    batch_tokens: float | None = None,
+    max_tokens: int | None = None,
+    is_weights: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """GSPO (Zheng et al. 2025, arXiv 2507.18071, eqs. 5-7): one importance ratio per sequence, the geometric mean
+    of its tokens' ratios, clipped per sequence, so a sequence is kept or clipped whole:
+
+        s_i = exp(1/|o_i| sum_t (log pi_theta(o_it) - log pi_old(o_it)))          [B, 1], with grad
+        l_it = -w_it min(s_i A_i, clip(s_i, 1 - clip_low, 1 + clip_high) A_i) + beta * D_KL,it
+
+    The paper clips at 3e-4 / 4e-4 (a sequence ratio moves far less than a token's). Same aggregations
+    and options as ``policy_loss``; TRL's ``importance_sampling_level="sequence"`` is this loss.
+    """
+    if advantages.ndim != 1:
+        raise ValueError("GSPO needs one advantage per sequence ([B]); PPO's per-token advantages do not apply")
+    mask = mask.float()
+    length = mask.sum(-1, keepdim=True).clamp(min=1)  # [B, 1]
+    ratio = torch.exp(((logprobs - old_logprobs) * mask).sum(-1, keepdim=True) / length)  # [B, 1]
+    adv = advantages[:, None]  # [B, 1]
+    per_sequence = -torch.minimum(ratio * adv, torch.clamp(ratio, 1 - clip_low, 1 + clip_high) * adv)  # [B, 1]
+    per_token = per_sequence.expand_as(logprobs)  # [B, T] the sequence's loss on each of its tokens
+    if is_weights is not None:
+        per_token = per_token * is_weights
+    kl = k3_kl(logprobs, ref_logprobs) if ref_logprobs is not None else torch.zeros_like(logprobs)  # [B, T]
+    if beta:
+        per_token = per_token + beta * kl
+    loss = aggregate(per_token, mask, aggregation, batch_sequences or logprobs.shape[0],
+                     batch_tokens or int(mask.sum().item()), max_tokens or logprobs.shape[1])
+    with torch.no_grad():
+        is_clipped = ((ratio < 1 - clip_low) & (adv < 0)) | ((ratio > 1 + clip_high) & (adv > 0))  # [B, 1]
+        metrics = {"clip_fraction": masked_mean(is_clipped.float().expand_as(mask), mask), "kl": masked_mean(kl, mask),
+                   "ratio_mean": masked_mean(ratio.expand_as(mask), mask)}
+    return loss, metrics
+
+
+def cispo_loss(
+    logprobs: torch.Tensor,  # [B, T] log pi_theta(o_t | q, o_<t), with grad
+    old_logprobs: torch.Tensor,  # [B, T] under the policy that sampled
+    advantages: torch.Tensor,  # [B] or [B, T]
+    mask: torch.Tensor,  # [B, T]
+    *,
+    ref_logprobs: torch.Tensor | None = None,
+    beta: float = 0.0,
+    clip_low: float = 0.2,
+    clip_high: float = 4.0,
+    aggregation: str = "token_mean",
+    batch_sequences: float | None = None,
+    batch_tokens: float | None = None,
+    max_tokens: int | None = None,
+    is_weights: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """CISPO (MiniMax-M1, arXiv 2506.13585, eqs. 4-5): REINFORCE with a clipped, stop-gradient importance weight, so
+    the clip bounds how much a token counts but never drops its gradient (PPO's clip zeroes the gradient of a token
+    whose ratio left the range):
+
+        r_t = pi_theta(o_t) / pi_old(o_t)
+        l_t = -w_t sg(min(r_t, 1 + clip_high)) A_t log pi_theta(o_t) + beta * D_KL,t
+
+    The lower side is left open, as in MiniMax-M1 (``clip_low`` is unused; it is in the signature so every policy
+    loss takes the same options). TRL's ``loss_type="cispo"`` is this loss with its ``epsilon_high = 1 + clip_high``.
+    """
+    mask = mask.float()
+    adv = advantages[:, None] if advantages.ndim == 1 else advantages  # [B, 1] or [B, T]
+    ratio = torch.exp(logprobs - old_logprobs)  # [B, T]
+    weight = torch.clamp(ratio, max=1 + clip_high).detach()  # [B, T]
+    per_token = -weight * adv * logprobs  # [B, T]
+    if is_weights is not None:
+        per_token = per_token * is_weights
+    kl = k3_kl(logprobs, ref_logprobs) if ref_logprobs is not None else torch.zeros_like(logprobs)  # [B, T]
+    if beta:
+        per_token = per_token + beta * kl
+    loss = aggregate(per_token, mask, aggregation, batch_sequences or logprobs.shape[0],
+                     batch_tokens or int(mask.sum().item()), max_tokens or logprobs.shape[1])
+    with torch.no_grad():
+        is_clipped = (ratio > 1 + clip_high) & (adv > 0)  # [B, T] as TRL counts it
+        metrics = {"clip_fraction": masked_mean(is_clipped.float(), mask), "kl": masked_mean(kl, mask),
+                   "ratio_mean": masked_mean(ratio, mask)}
+    return loss, metrics
+
+
+POLICY_LOSSES = {"clipped": policy_loss, "gspo": gspo_loss, "cispo": cispo_loss}
+
+
+def rollout_correction(
+    trainer_logprobs: torch.Tensor,  # [B, T] log pi_trainer(o_t): the trained weights, the trainer's kernels
+    engine_logprobs: torch.Tensor,  # [B, T] log pi_engine(o_t): what the engine sampled with
+    mask: torch.Tensor,  # [B, T]
+    mode: str = "token_tis",
+    threshold: float = 2.0,
+) -> tuple[torch.Tensor | None, dict[str, float]]:
+    """The correction for sampling with one distribution and training another (Yao et al. 2025, "Your efficient RL
+    framework secretly brings you off-policy RL training"; IcePop; masked importance sampling). The engine samples
+    with its own kernels and precision (and, with ``--rollout-staleness``, older weights), so each token's loss is
+    weighted by a stop-gradient importance weight:
+
+        rho_t = pi_trainer(o_t) / pi_engine(o_t) = exp(l_t - e_t)           token level
+        rho_i = exp(1/|o_i| sum_t (l_t - e_t))                              sequence level (geometric mean), [B, 1]
+        *_tis:  w = min(rho, C)                                             truncated importance sampling
+        *_mask: w = rho if 1/C <= rho <= C, else 0                          masked (IcePop / MIS)
+
+    ``none`` returns no weights. The metrics (over real tokens) measure the mismatch whatever the mode:
+    ``logprob_diff_mean`` (mean of l - e), ``logprob_diff_max`` (max |l - e|), ``kl_engine_trainer`` (k3 estimate of
+    KL(engine || trainer) on the engine's samples: mean of rho_t - 1 - log rho_t), ``is_weight_mean`` (mean weight
+    applied; the mean of rho_t with ``none``) and ``corrected_fraction`` (tokens whose weight was truncated or masked).
+    """
+    if mode not in ROLLOUT_CORRECTIONS:
+        raise ValueError(f"unknown rollout correction {mode!r}; choose from {', '.join(ROLLOUT_CORRECTIONS)}")
+    mask = mask.float()
+    diff = ((trainer_logprobs - engine_logprobs) * mask).detach()  # [B, T]
+    rho = torch.exp(diff)  # [B, T] token ratios
+    metrics = {"rollout/logprob_diff_mean": masked_mean(diff, mask), "rollout/logprob_diff_max": diff.abs().max().item(),
+               "rollout/kl_engine_trainer": masked_mean(rho - 1 - diff, mask)}
+    if mode == "none":
+        return None, {**metrics, "rollout/is_weight_mean": masked_mean(rho, mask), "rollout/corrected_fraction": 0.0}
+    if mode.startswith("sequence"):
+        rho = torch.exp(diff.sum(-1, keepdim=True) / mask.sum(-1, keepdim=True).clamp(min=1))  # [B, 1]
+    if mode.endswith("tis"):
+        weights, corrected = torch.clamp(rho, max=threshold), rho > threshold
+    else:
+        corrected = (rho < 1 / threshold) | (rho > threshold)
+        weights = torch.where(corrected, torch.zeros_like(rho), rho)
+    metrics["rollout/is_weight_mean"] = masked_mean(weights.expand_as(mask), mask)
+    metrics["rollout/corrected_fraction"] = masked_mean(corrected.float().expand_as(mask), mask)
+    return weights, metrics
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> float:
+    """The mean of ``x`` over the real tokens (``mask`` 1), 0 when there are none."""
+    return ((x * mask).sum() / mask.sum().clamp(min=1)).item()
 
 
 def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor, clip: float = 0.2) -> tuple[torch.Tensor, dict[str, float]]:

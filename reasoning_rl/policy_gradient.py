@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from reasoning_rl.advantage_estimators import AdvantageEstimator
 from reasoning_rl.config import RLConfig
 from reasoning_rl.logprobs import supports_shared_prompt
-from reasoning_rl.losses import policy_loss
+from reasoning_rl.losses import POLICY_LOSSES, rollout_correction
 from reasoning_rl.rollout import Rollouts, encode_prompts, micro_batches, rollout_logprobs, row_logprobs
 from runtime.distributed import SINGLE, Dist, zero_backward
 
@@ -38,6 +38,10 @@ class PolicyGradientConfig(RLConfig):
     """Lower clip: the ratio is clipped below at 1 - clip_low."""
     clip_high: float = 0.2
     """Upper clip: 1 + clip_high. DAPO's clip-higher uses 0.28."""
+    loss_type: str = "clipped"
+    """The policy loss (reasoning_rl/losses.py): clipped (PPO's clipped surrogate, GRPO), gspo (one clipped ratio per
+    sequence; use clips of about 3e-4 / 4e-4, --preset gspo) or cispo (REINFORCE with a clipped stop-gradient weight,
+    --preset cispo)."""
     loss_aggregation: str = "sequence_mean"
     """sequence_mean (GRPO), token_mean (DAPO, PPO) or sequence_sum (Dr. GRPO)."""
     skip_zero_advantage: bool = True
@@ -54,16 +58,35 @@ class PolicyGradientConfig(RLConfig):
 class Targets:
     """What the loss compares the policy with, for every row of the batch."""
 
+    rollouts: Rollouts  # for the engine's log-probs of each row (vLLM), when it gave them
     advantages: torch.Tensor  # [N] one per completion (GRPO) or [N, T] one per token (PPO)
-    old_logprobs: torch.Tensor | None  # [N, T] at sampling time; None when mu = 1 (the ratio's denominator is the policy)
+    old_logprobs: torch.Tensor | None  # [N, T] the trainer's at sampling time; None when mu = 1 (the policy itself)
     ref_logprobs: torch.Tensor | None  # [N, T] under the frozen reference; None when beta = 0
+    correction: str  # --rollout-correction
+    threshold: float  # --rollout-correction-threshold
+    engine_denominator: bool  # stale rollouts without correction: the ratio's denominator is the sampling weights'
 
-    def rows(self, rows: list[int], T: int):
-        """``(advantages, old_logprobs, ref_logprobs)`` of ``rows``, cut to their ``T`` completion tokens."""
+    def rows(self, rows: list[int], logprobs: torch.Tensor, mask: torch.Tensor) -> "RowTargets":
+        """The targets of ``rows``, cut to the ``T`` tokens of their ``[b, T]`` log-probs, with the engine/trainer
+        correction weights and the mismatch metrics (``losses.rollout_correction``) where the engine gave log-probs."""
+        T = logprobs.shape[1]
         adv = self.advantages[rows] if self.advantages.ndim == 1 else self.advantages[rows, :T]
-        old = None if self.old_logprobs is None else self.old_logprobs[rows, :T]
         ref = None if self.ref_logprobs is None else self.ref_logprobs[rows, :T]
-        return adv, old, ref
+        old = logprobs.detach() if self.old_logprobs is None else self.old_logprobs[rows, :T]  # mu = 1: the ratio is 1
+        engine = self.rollouts.engine_logprob_tensor(rows, T, logprobs.device)
+        if engine is None:
+            return RowTargets(adv, old, ref, None, {})
+        weights, metrics = rollout_correction(old, engine, mask, self.correction, self.threshold)
+        return RowTargets(adv, engine if self.engine_denominator else old, ref, weights, metrics)
+
+
+@dataclass
+class RowTargets:
+    advantages: torch.Tensor  # [b] or [b, T]
+    old_logprobs: torch.Tensor  # [b, T] the ratio's denominator
+    ref_logprobs: torch.Tensor | None  # [b, T]
+    is_weights: torch.Tensor | None  # [b, T] or [b, 1] the rollout correction's stop-gradient weights
+    metrics: dict[str, float]  # the engine/trainer mismatch (rollout/*)
 
 
 @dataclass
@@ -99,6 +122,7 @@ class PolicyGradient:
         self.model = dist.prepare(policy)  # the policy itself in one process
         self.estimator.setup(model_path, tokenizer, self.cfg, dist)
         self.models = [self.model, *self.estimator.models]  # what the gradient all-reduce runs through
+        self.policy_loss = POLICY_LOSSES[self.cfg.loss_type]  # losses.policy_loss, gspo_loss or cispo_loss
         why_not = supports_shared_prompt(policy) if self.cfg.shared_prompt else None
         if why_not:
             tqdm.write(f"--shared-prompt does not apply here ({why_not}): every row encodes its prompt")
@@ -120,7 +144,7 @@ class PolicyGradient:
                 for key, value in self.optimizer_step(rollouts, part, skip, targets).items():
                     sums[key] = sums.get(key, 0.0) + value
                 n_steps += 1
-        metrics.update({f"train/{k}": v / n_steps for k, v in sums.items()})
+        metrics.update({k if "/" in k else f"train/{k}": v / n_steps for k, v in sums.items()})
         metrics["train/rows_skipped"] = int(skip.sum())
         return metrics
 
@@ -137,14 +161,14 @@ class PolicyGradient:
         for k, rows in enumerate(batches):
             with self.dist.accumulate(self.models, sync=k == len(batches) - 1):
                 logprobs, entropy, mask = prompts.logprobs(rows)  # [b, T] each
-                advantages, old, ref = targets.rows(rows, mask.shape[1])
-                loss, metrics = policy_loss(
-                    logprobs, old_logprobs=logprobs.detach() if old is None else old, advantages=advantages, mask=mask,
-                    ref_logprobs=ref, beta=cfg.beta, clip_low=cfg.clip_low, clip_high=cfg.clip_high,
+                t = targets.rows(rows, logprobs, mask)
+                loss, metrics = self.policy_loss(
+                    logprobs, old_logprobs=t.old_logprobs, advantages=t.advantages, mask=mask, ref_logprobs=t.ref_logprobs,
+                    is_weights=t.is_weights, beta=cfg.beta, clip_low=cfg.clip_low, clip_high=cfg.clip_high,
                     aggregation=cfg.loss_aggregation, batch_sequences=counts.sequences, batch_tokens=counts.tokens,
                     max_tokens=cfg.max_new_tokens)
                 loss.backward()
-                add_micro_batch_metrics(sums, loss, entropy, mask, metrics, counts.forwarded)
+                add_micro_batch_metrics(sums, loss, entropy, mask, {**metrics, **t.metrics}, counts.forwarded)
                 self.critic_backward(sums, rollouts, rows, mask, counts)
         prompts.backward()
         self.join_if_idle(batches)
@@ -175,7 +199,10 @@ class PolicyGradient:
         old = logprobs_under(self.policy) if updates > 1 or self.estimator.needs_old_logprobs else None
         ref = logprobs_under(self.reference) if self.reference is not None else None
         advantages, metrics = early or self.estimator.advantages(rollouts, old, ref)  # [N] (GRPO) or [N, T] (PPO)
-        return skip, Targets(advantages.to(self.dist.device), old, ref), metrics
+        stale_uncorrected = cfg.rollout_staleness > 0 and cfg.rollout_correction == "none"
+        targets = Targets(rollouts, advantages.to(self.dist.device), old, ref, cfg.rollout_correction,
+                          cfg.rollout_correction_threshold, stale_uncorrected)
+        return skip, targets, metrics
 
     def skipped_rows(self, advantages: torch.Tensor) -> torch.Tensor:
         """``[N]`` bool: rows that cannot contribute to the loss or its gradient, so they are never forwarded.
@@ -263,12 +290,18 @@ class PromptEncoding:
 
 def add_micro_batch_metrics(sums: dict[str, float], loss: torch.Tensor, entropy: torch.Tensor, mask: torch.Tensor,
                             metrics: dict[str, float], forwarded: int) -> None:
-    """Add one micro-batch to the step's metrics: the loss summed, the rest token-weighted over the rows forwarded."""
+    """Add one micro-batch to the step's metrics: the loss summed, maxima as maxima, the rest token-weighted over the
+    rows forwarded."""
     share = mask.sum().item() / max(forwarded, 1)
     sums["loss"] += loss.item()
     sums["entropy"] += (entropy * mask).sum().item() / max(forwarded, 1)
-    for key in ("clip_fraction", "kl"):
-        sums[key] += metrics[key] * share
+    for key, value in metrics.items():
+        if key == "ratio_mean":
+            continue  # not logged (1 at the first update)
+        if key.endswith("_max"):
+            sums[key] = max(sums.get(key, 0.0), value)
+        else:
+            sums[key] = sums.get(key, 0.0) + value * share
 
 
 def fill_missing_gradients(model: torch.nn.Module) -> None:

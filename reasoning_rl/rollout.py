@@ -24,6 +24,7 @@ class Rollouts:
     rewards: torch.Tensor = field(default=None)  # [B * G] weighted sum of the components
     components: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> [B * G]
     verdicts: list[Verdict | None] = field(default_factory=list)  # [B * G] the accuracy verifier's, None if not graded
+    engine_logprobs: list[list[float]] | None = None  # [B * G][T_i] the engine's log-prob of each sampled token (vLLM)
 
     def __len__(self) -> int:
         return len(self.completion_ids)
@@ -31,6 +32,16 @@ class Rollouts:
     @property
     def answers(self) -> list[str | None]:  # [B * G]
         return [p.answer for p in self.problems for _ in range(self.group_size)]
+
+    def engine_logprob_tensor(self, rows: list[int], T: int, device: torch.device | str = "cpu") -> torch.Tensor | None:
+        """``[len(rows), T]`` the engine's log-probs of ``rows`` (zeros on padding), or None when the engine gave none."""
+        if self.engine_logprobs is None:
+            return None
+        out = torch.zeros(len(rows), T)
+        for k, i in enumerate(rows):
+            values = self.engine_logprobs[i][:T]
+            out[k, : len(values)] = torch.tensor(values)
+        return out.to(device)
 
     def completion_mask(self) -> torch.Tensor:
         """``[B * G, T]`` 1.0 on real completion tokens, T the longest completion (at least 1)."""
@@ -51,6 +62,7 @@ class Rollouts:
             [self.prompt_ids[i] for i in rows], [self.completion_ids[i] for i in rows], [self.texts[i] for i in rows],
             self.truncated[rows], self.group_size, self.rewards[rows], {k: v[rows] for k, v in self.components.items()},
             [self.verdicts[i] for i in rows] if self.verdicts else [],
+            [self.engine_logprobs[i] for i in rows] if self.engine_logprobs is not None else None,
         )
 
     @staticmethod
@@ -62,6 +74,7 @@ class Rollouts:
             [x for r in parts for x in r.texts], torch.cat([r.truncated for r in parts]), first.group_size,
             torch.cat([r.rewards for r in parts]), {k: torch.cat([r.components[k] for r in parts]) for k in first.components},
             [v for r in parts for v in r.verdicts],
+            None if any(r.engine_logprobs is None for r in parts) else [x for r in parts for x in r.engine_logprobs],
         )
 
 
@@ -72,10 +85,11 @@ def collect_rollouts(generator, tokenizer, problems: list[Problem], template: st
     prompt_ids = [tokenizer(text, add_special_tokens=False).input_ids for text in prompts]
     outputs = generator.generate(prompt_ids, group_size, temperature, top_p, max_new_tokens)
     samples = [s for group in outputs for s in group]
+    engine_logprobs = None if any(s.logprobs is None for s in samples) else [s.logprobs for s in samples]
     return Rollouts(
         problems, prompts, [ids for ids in prompt_ids for _ in range(group_size)],
         [s.token_ids for s in samples], [s.text for s in samples],
-        torch.tensor([s.truncated for s in samples]), group_size,
+        torch.tensor([s.truncated for s in samples]), group_size, engine_logprobs=engine_logprobs,
     )
 
 

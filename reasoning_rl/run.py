@@ -25,6 +25,7 @@ from reasoning_rl.heldout import held_out_accuracy
 from reasoning_rl.models import frozen_copy, load_policy, load_tokenizer, prepare_policy, resolve_model
 from reasoning_rl.optim import make_optimizer, seed_everything
 from reasoning_rl.rollout import Rollouts
+from reasoning_rl.rollout_buffer import RolloutBuffer
 from reasoning_rl.selection import PromptRecord
 from reasoning_rl.settings import check_settings
 from reasoning_rl.state import TrainState
@@ -75,6 +76,7 @@ class Run:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     logger: MetricsLogger
     state: TrainState
+    buffer: RolloutBuffer  # scored batches generated ahead of the update (--rollout-staleness)
     start_time: float
 
     def evaluate(self, n_samples: int, tasks: list[str] | None = None) -> dict[str, dict[str, float]]:
@@ -121,7 +123,7 @@ def start_run(cfg: RLConfig, update: Update, algorithm: str) -> Run:
               heldout=heldout, record=PromptRecord.from_json(state.record), reward_weights=reward_weights, scorer=scorer,
               tokenizer=tokenizer, policy=policy, generator=generator, optimizer=optimizer, scheduler=scheduler,
               logger=MetricsLogger(out, state.step, cfg.tensorboard, enabled=dist.is_main), state=state,
-              start_time=start_time)
+              buffer=RolloutBuffer.load(checkpoint, cfg.rollout_staleness, dist), start_time=start_time)
     if dist.is_main:
         (out / "config.json").write_text(json.dumps({"algorithm": algorithm, **dataclasses.asdict(cfg),
                                                      "processes": dist.world}, indent=2))

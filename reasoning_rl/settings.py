@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from reasoning_rl.config import RLConfig
+from reasoning_rl.losses import POLICY_LOSSES, ROLLOUT_CORRECTIONS
 from runtime.distributed import SINGLE, Dist
 from runtime.errors import UserError
 
@@ -36,7 +37,29 @@ def check_settings(cfg: RLConfig, update, algorithm: str, dist: Dist = SINGLE) -
         raise UserError(f"--curriculum-replay {cfg.curriculum_replay}: a share of the batch in [0, 1)")
     if not 0 <= cfg.explore_fraction <= 1 or cfg.retry_weight <= 0:
         raise UserError("--explore-fraction must be in [0, 1] and --retry-weight above 0 (a prompt at weight 0 never comes back)")
+    check_rollout_correction(cfg, algorithm)
     check_processes(cfg, dist)
+
+
+def check_rollout_correction(cfg: RLConfig, algorithm: str) -> None:
+    """The correction and stale rollouts need the engine's log-probs; GSPO needs one advantage per sequence."""
+    if cfg.rollout_correction not in ROLLOUT_CORRECTIONS:
+        raise UserError(f"--rollout-correction {cfg.rollout_correction!r}: choose one of {', '.join(ROLLOUT_CORRECTIONS)}")
+    if cfg.rollout_correction_threshold <= 1:
+        raise UserError(f"--rollout-correction-threshold {cfg.rollout_correction_threshold}: the bound C on the "
+                        "trainer/engine probability ratio must be above 1")
+    if cfg.rollout_staleness < 0:
+        raise UserError(f"--rollout-staleness {cfg.rollout_staleness}: a number of steps, 0 or more")
+    needs_engine = cfg.rollout_correction != "none" or cfg.rollout_staleness > 0
+    if needs_engine and cfg.backend != "vllm":
+        raise UserError("--rollout-correction and --rollout-staleness need the engine's log-probs of what it sampled: "
+                        "use --backend vllm (the hf back end samples with the policy itself)")
+    loss_type = getattr(cfg, "loss_type", "clipped")
+    if loss_type not in POLICY_LOSSES:
+        raise UserError(f"--loss-type {loss_type!r}: choose one of {', '.join(POLICY_LOSSES)}")
+    if loss_type == "gspo" and algorithm == "ppo":
+        raise UserError("--loss-type gspo clips one ratio per sequence against one advantage per sequence; PPO's "
+                        "advantages are per token: use clipped or cispo with PPO")
 
 
 def check_processes(cfg: RLConfig, dist: Dist) -> None:

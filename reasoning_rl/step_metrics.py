@@ -50,7 +50,7 @@ def step_metrics(run: Run, batch: Batch, train_metrics: dict[str, float]) -> dic
 # each rank holding an equal share of the batch.
 SUMMED = ("train/rows_skipped", "train/informative_groups", "completions/sampled", "throughput/", "dpo/pairs",
           "curriculum/level_correct", "curriculum/level_completions")
-MAXIMUM = ("time/", "memory/", "completions/max_length")
+MAXIMUM = ("time/", "memory/", "completions/max_length", "rollout/logprob_diff_max")
 
 
 def reduce_over_ranks(dist: Dist, metrics: dict[str, float]) -> dict[str, float]:

@@ -4,7 +4,8 @@
 
 1. sample: ``group_size`` completions for ``prompts_per_step`` prompts in one engine (vLLM) call;
 2. score: verifiers for prompts with a reference answer, the reward model for the others
-   (``sampling.collect_batch`` runs 1 and 2, and DAPO's refill);
+   (``sampling.collect_batch`` runs 1 and 2, and DAPO's refill; with ``--rollout-staleness k`` the
+   ``RolloutBuffer`` runs them k steps ahead of the update);
 3. update: ``run.update(rollouts)``, the only algorithm-specific call (``policy_gradient.PolicyGradient``
    for GRPO and PPO, ``dpo.DPOUpdate``);
 4. sync: push the new weights into the engine;
@@ -28,6 +29,7 @@ from reasoning_rl import curriculum
 from reasoning_rl.checkpoint import latest_checkpoint, save_checkpoint
 from reasoning_rl.config import RLConfig
 from reasoning_rl.plots import plot_run
+from reasoning_rl.rollout_buffer import RolloutBuffer
 from reasoning_rl.run import Run, Update, start_run
 from reasoning_rl.sampling import Batch, collect_batch
 from reasoning_rl.step_metrics import reduce_over_ranks, step_metrics
@@ -41,8 +43,8 @@ def train(cfg: RLConfig, update: Update, algorithm: str) -> dict:
     bar = tqdm(initial=done, total=cfg.steps, desc=algorithm, unit="step", disable=not run.dist.is_main)
     with report_interrupt(run.out, bar):
         for step in range(done + 1, cfg.steps + 1):
-            # 1-2. sample G completions per prompt in the engine, and score them
-            batch = collect_batch(run)
+            # 1-2. sample G completions per prompt in the engine, and score them (k steps ahead: --rollout-staleness)
+            batch = run.buffer.next(lambda: collect_batch(run))
             # 3. the algorithm's update
             train_metrics = update_policy(run, batch, step)
             # 4. the new weights into the engine
@@ -87,7 +89,7 @@ def log_and_checkpoint(run: Run, step: int, batch: Batch, metrics: dict[str, flo
     Every rank evaluates its share of the held-out problems; rank 0 writes the files and the checkpoint while the
     others wait for it.
     """
-    cfg, state, dist = run.cfg, run.state, run.dist
+    cfg, state = run.cfg, run.state
     state.step = step
     state.sampled_total = metrics["completions/sampled_total"] = state.sampled_total + metrics["completions/sampled"]
     metrics.update(evaluate_held_out(run, step, batch.level, last))
@@ -95,10 +97,22 @@ def log_and_checkpoint(run: Run, step: int, batch: Batch, metrics: dict[str, flo
     run.logger.log(step, metrics)
     write_outputs(run, step, batch)
     if step % cfg.save_every == 0 or last:
-        if dist.is_main:
-            save_checkpoint(run.out, step, run.policy, run.tokenizer, run.optimizer, run.scheduler, state.to_json(),
-                            extra=run.update.save, optimizer_state=cfg.optimizer_state)
-        dist.barrier()
+        checkpoint(run, step)
+
+
+def checkpoint(run: Run, step: int) -> None:
+    """Rank 0 writes the checkpoint, with the update's own state (PPO's critic) and every rank's pending rollouts;
+    the other ranks wait for it."""
+    pending = run.dist.gather(list(run.buffer.batches))
+
+    def extra(folder: Path) -> None:
+        run.update.save(folder)
+        RolloutBuffer.save(folder, pending)
+
+    if run.dist.is_main:
+        save_checkpoint(run.out, step, run.policy, run.tokenizer, run.optimizer, run.scheduler, run.state.to_json(),
+                        extra=extra, optimizer_state=run.cfg.optimizer_state)
+    run.dist.barrier()
 
 
 def evaluate_held_out(run: Run, step: int, level: int, last: bool) -> dict[str, float]:

@@ -25,6 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_efficient_update import G, batch  # noqa: E402
+from test_rollout_correction import with_engine_logprobs  # noqa: E402
 
 from runtime.distributed import Dist  # noqa: E402
 from reasoning_rl.advantage_estimators import GAECritic, GroupRelative  # noqa: E402
@@ -38,6 +39,12 @@ CASES = {
     "sequence_sum": dict(loss_aggregation="sequence_sum"),
     "plain": dict(loss_aggregation="sequence_mean", skip_zero_advantage=False, shared_prompt=False),
     "ppo": dict(loss_aggregation="token_mean"),
+    # with engine log-probs (the trainer's plus noise): the rollout correction, and the GSPO and CISPO losses
+    "token_tis": dict(loss_aggregation="sequence_mean", rollout_correction="token_tis", rollout_correction_threshold=1.2),
+    "sequence_mask": dict(loss_aggregation="token_mean", rollout_correction="sequence_mask", rollout_correction_threshold=1.1,
+                          mu=2),
+    "gspo": dict(loss_type="gspo", clip_low=0.1, clip_high=0.15, mu=2),
+    "cispo": dict(loss_type="cispo", clip_high=0.2, mu=2, loss_aggregation="token_mean"),
 }
 
 
@@ -45,7 +52,7 @@ def main(model: str, out: Path) -> None:
     dist = Dist.start()
     torch.set_num_threads(1)
     tokenizer = load_tokenizer(model)
-    rollouts = batch(REWARDS, seed=3)
+    rollouts = with_engine_logprobs(batch(REWARDS, seed=3), model)  # the same engine log-probs on every rank
     share = torch.arange(len(REWARDS)).chunk(dist.world)[dist.rank]  # this rank's 8 / world groups
     mine = rollouts.select_groups(torch.isin(torch.arange(len(REWARDS)), share))
     assert len(mine) == len(rollouts) // dist.world and mine.group_size == G

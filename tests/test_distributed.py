@@ -58,7 +58,8 @@ def one_step_weights(tiny_model, tmp_path_factory):
             for case in CASES}
 
 
-@pytest.mark.parametrize("case", ["sequence_mean", "token_mean", "sequence_sum", "plain", "ppo"])
+@pytest.mark.parametrize("case", ["sequence_mean", "token_mean", "sequence_sum", "plain", "ppo", "token_tis", "sequence_mask",
+                                  "gspo", "cispo"])
 def test_two_ranks_with_four_groups_take_the_step_of_one_rank_with_eight(one_step_weights, tiny_model, case):
     from safetensors.torch import load_file
 

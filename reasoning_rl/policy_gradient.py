@@ -161,14 +161,14 @@ class PolicyGradient:
         for k, rows in enumerate(batches):
             with self.dist.accumulate(self.models, sync=k == len(batches) - 1):
                 logprobs, entropy, mask = prompts.logprobs(rows)  # [b, T] each
-                t = targets.rows(rows, logprobs, mask)
+                target = targets.rows(rows, logprobs, mask)  # advantages, old and reference log-probs, weights
                 loss, metrics = self.policy_loss(
-                    logprobs, old_logprobs=t.old_logprobs, advantages=t.advantages, mask=mask, ref_logprobs=t.ref_logprobs,
-                    is_weights=t.is_weights, beta=cfg.beta, clip_low=cfg.clip_low, clip_high=cfg.clip_high,
-                    aggregation=cfg.loss_aggregation, batch_sequences=counts.sequences, batch_tokens=counts.tokens,
-                    max_tokens=cfg.max_new_tokens)
+                    logprobs, old_logprobs=target.old_logprobs, advantages=target.advantages, mask=mask,
+                    ref_logprobs=target.ref_logprobs, is_weights=target.is_weights, beta=cfg.beta,
+                    clip_low=cfg.clip_low, clip_high=cfg.clip_high, aggregation=cfg.loss_aggregation,
+                    batch_sequences=counts.sequences, batch_tokens=counts.tokens, max_tokens=cfg.max_new_tokens)
                 loss.backward()
-                add_micro_batch_metrics(sums, loss, entropy, mask, {**metrics, **t.metrics}, counts.forwarded)
+                add_micro_batch_metrics(sums, loss, entropy, mask, {**metrics, **target.metrics}, counts.forwarded)
                 self.critic_backward(sums, rollouts, rows, mask, counts)
         prompts.backward()
         self.join_if_idle(batches)

@@ -162,7 +162,8 @@ def _load(name: str, split: str, path, limit: int | None, strict: bool) -> list[
                 break
         rows.close()  # reports the skipped rows now, even when --limit stopped early
         if not problems:
-            hint = "; for a file of question/answer rows use --benchmark jsonl" if name != "jsonl" and path is not None else ""
+            hint = ("; for a file of plain question/answer rows use jsonl as the task (--task jsonl, to train) or the "
+                    "benchmark (--benchmark jsonl, to evaluate)" if name != "jsonl" and path is not None else "")
             raise ValueError(f"{location}: no usable {name} rows (each needs {FIELDS.get(name, 'the fields of ' + name)}){hint}")
         return problems
     if path is not None and (str(path).endswith(".jsonl") or Path(path).is_absolute() or str(path).startswith(".")):

@@ -17,9 +17,9 @@ from tqdm.auto import tqdm
 
 from data_prep import Problem, render_prompt
 from eval.metrics import maj_at_k, mean_ci95, pass_at_k
-from runtime.errors import UserError
-from runtime.distributed import SINGLE, Dist
 from rewards import EVAL_TIMEOUT, Verdict, accuracy_verdicts, audit_metrics, is_equivalent
+from runtime.distributed import SINGLE, Dist
+from runtime.errors import UserError
 
 
 def grade_problem(problem: Problem, prompt: str, samples, verdicts: list[Verdict]) -> dict:
@@ -183,6 +183,7 @@ def evaluate(generator, tokenizer, problems, template, n, ks, temperature, top_p
     summary["wall_seconds"] = time.perf_counter() - start
     summary["tokens_per_second"] = sum(dist.gather(new_tokens)) / summary["wall_seconds"]  # by this run, all ranks (not resumed)
     summary["processes"] = dist.world
+    summary["temperature"], summary["top_p"] = temperature, top_p  # what the samples were drawn from
     return records, summary
 
 

@@ -108,8 +108,8 @@ class GAECritic:
         """Critic = a copy of the policy's backbone (or ``critic_model``) with a zero-initialised value head,
         on ``dist.device``; trained through its DDP wrapper (``models``) when there are several ranks."""
         from reasoning_rl.models import resolve_model
-        from reasoning_rl.reward_model import freeze_lower_layers, load_reward_model
         from reasoning_rl.optim import make_optimizer
+        from reasoning_rl.reward_model import freeze_lower_layers, load_reward_model
 
         path = resolve_model(self.critic_model) if self.critic_model else model_path
         self.critic = load_reward_model(path, tokenizer)  # a new head starts at zero: V = 0 before training

@@ -8,9 +8,10 @@ written checkpoint; only the newest ``keep`` checkpoints are kept. Folders and f
 usual permissions (the umask's), so others in a shared group can read them.
 
 Size: the float32 weights plus AdamW's two moments, three times the weights: about 1.6 GB for
-the embedded 135M model (0.54 GB of weights). ``optimizer_state="newest"`` keeps the optimizer
-state in the newest checkpoint only (the older one is then 0.54 GB); a LoRA checkpoint holds only
-the adapter and its optimizer state.
+the embedded 135M model (0.54 GB of weights). By default one checkpoint is kept (``keep``) and
+only the newest holds the optimizer state (``optimizer_state="newest"``); ``"none"`` keeps models
+only (0.54 GB each, not resumable), ``"all"`` the state in every kept one. A LoRA checkpoint holds
+only the adapter and its optimizer state.
 """
 
 from __future__ import annotations
@@ -46,12 +47,12 @@ def _umask() -> int:
     return mask
 
 
-def save_checkpoint(output_dir: Path, step: int, policy, tokenizer, optimizer, scheduler, state: dict, keep: int = 2,
-                    extra: Callable[[Path], None] | None = None, optimizer_state: str = "all") -> Path:
+def save_checkpoint(output_dir: Path, step: int, policy, tokenizer, optimizer, scheduler, state: dict, keep: int = 1,
+                    extra: Callable[[Path], None] | None = None, optimizer_state: str = "newest") -> Path:
     """Write the checkpoint of ``step``; ``extra(folder)`` adds an algorithm's own state (PPO's critic).
 
     ``optimizer_state="newest"`` removes ``training_state.pt`` (AdamW's two moments: twice the size of
-    float32 weights) from the older kept checkpoints, which stay loadable as models.
+    float32 weights) from the older kept checkpoints, which stay loadable as models; ``"none"`` from all of them.
     """
     root = Path(output_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
@@ -76,8 +77,8 @@ def save_checkpoint(output_dir: Path, step: int, policy, tokenizer, optimizer, s
     kept = sorted(root.glob("step_*"))
     for old in kept[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
-    if optimizer_state == "newest":
-        for old in kept[-keep:-1]:
+    if optimizer_state in ("newest", "none"):  # none: models only, nothing to resume from
+        for old in kept[-keep:] if optimizer_state == "none" else kept[-keep:-1]:
             (old / "training_state.pt").unlink(missing_ok=True)
     return final
 

@@ -62,13 +62,15 @@ def parse_config(cls, argv: list[str] | None = None, description: str | None = N
 @dataclass
 class RLConfig:
     preset: str | None = None
-    """A YAML preset from configs/ (curriculum, gsm8k, math, gpu_qwen, dapo, dr_grpo) or a YAML path; its keys
-    set the defaults, flags given beside it override them, and the output folder gets its name (runs/grpo_gsm8k)."""
+    """A YAML preset from configs/ (curriculum, gsm8k, math, gpu_qwen, dapo, dr_grpo, gspo, cispo) or a YAML path; its
+    keys set the defaults, flags given beside it override them, and the output folder gets its name (the trainer's
+    folder and the preset's: runs/<trainer>_<preset>)."""
     # model and data
     model: str = "smollm2-135m-instruct"
     """Embedded short name, Hugging Face Hub name or local folder (a checkpoint's folder works too)."""
     task: str = "arith:add_20"
-    """arith:<level>[,<level>...] (synthetic), a benchmark (gsm8k, math), hh_rlhf (open-ended prompts); join with + to mix."""
+    """arith:<level>[,<level>...] (synthetic), a benchmark (gsm8k, math), jsonl (your own problems: --data-path),
+    hh_rlhf (open-ended prompts); join with + to mix."""
     curriculum: tuple[str, ...] = ()
     """Arithmetic levels to walk from easy to hard; overrides ``task``. Empty: no curriculum."""
     curriculum_threshold: float = 0.75
@@ -83,7 +85,19 @@ class RLConfig:
     curriculum_window: int = 3
     """Steps averaged for the curriculum decision."""
     data_path: str | None = None
-    """JSONL file, data folder or Hub data set for benchmark tasks (default: ../shared/data, else the Hub)."""
+    """JSONL file, data folder or Hub data set for benchmark tasks (default: ../shared/data, else the Hub); for
+    --task jsonl your own file of question/answer rows (data_prep/own_data.py)."""
+    heldout_path: str | None = None
+    """--task jsonl: a second file of held-out problems. Without it, rows whose split field is test are held out,
+    else --heldout-fraction of the rows."""
+    heldout_fraction: float = 0.1
+    """--task jsonl without --heldout-path or split field: the share of rows held out (seeded, at least 3 rows, at
+    most half), never trained on."""
+    question_field: str | None = None
+    """--task jsonl: the field holding the question (default: question, problem or prompt)."""
+    answer_field: str | None = None
+    """--task jsonl: the field holding the reference answer (default: answer or solution; a worked solution is
+    reduced to the number after #### or the last \\boxed{})."""
     template: str = "chat"
     """Prompt template: chat, chat_boxed, r1_zero, few_shot (data_prep/templates.py)."""
     drop_unparseable_references: bool = False
@@ -154,7 +168,8 @@ class RLConfig:
     micro_batch_size: int = 16
     """Sequences per forward/backward; gradients accumulate over the batch."""
     autocast: bool = True
-    """bf16 autocast for the policy's forward (1.5x faster on this CPU; weights stay float32)."""
+    """bf16 autocast for the policy's forward where the device computes bf16 natively (a GPU, a CPU with AVX512_BF16
+    or AMX: 1.5x faster there; weights stay float32); float32 where bf16 would be emulated (an AVX2-only CPU)."""
     lora_rank: int = 0
     """LoRA rank (peft); 0 trains every weight."""
     lora_alpha: int = 32
@@ -190,8 +205,12 @@ class RLConfig:
     """Write the completions of one group to samples.jsonl every this many steps."""
     log_completions: bool = True
     """Write every sampled completion with its reward and the verifier's verdict to completions.jsonl (for the audit)."""
-    optimizer_state: str = "all"
-    """Keep AdamW's state (twice the size of the weights) in every kept checkpoint (all) or only in the newest (newest)."""
+    keep_checkpoints: int = 1
+    """Checkpoints kept (the newest); each holds the float32 weights (0.54 GB for the embedded model) and, see
+    --optimizer-state, AdamW's two moments (twice that)."""
+    optimizer_state: str = "newest"
+    """Which kept checkpoints hold AdamW's state, needed to --resume: newest, all, or none (the checkpoints are then
+    models only, a third of the size, and the run cannot be resumed)."""
     resume: bool = False
     """Continue from the newest checkpoint in output_dir; an error when there is none."""
     auto_resume: bool = False

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import torch
 
-from runtime.distributed import SINGLE, Dist, zero_backward
 from reasoning_rl.logprobs import completion_logprobs, device_of
 from reasoning_rl.losses import dpo_loss
 from reasoning_rl.rollout import Rollouts
+from runtime.distributed import SINGLE, Dist, zero_backward
 
 
 def pairs_from_groups(rollouts: Rollouts, pairs_per_group: int) -> list[tuple[int, int]]:

@@ -22,7 +22,7 @@ from typing import Protocol
 
 import torch
 
-from runtime.distributed import SINGLE, Dist
+from runtime.distributed import SINGLE, Dist, bf16_dtype
 
 
 @dataclass
@@ -44,7 +44,7 @@ class Generator(Protocol):
 
 
 class VLLMGenerator:
-    def __init__(self, model_path: str, seed: int = 0, dtype: str = "bfloat16", memory_fraction: float = 0.25,
+    def __init__(self, model_path: str, seed: int = 0, dtype: str = "auto", memory_fraction: float = 0.25,
                  max_model_len: int = 2048, enforce_eager: bool = True, tensor_parallel_size: int = 1, dist: Dist = SINGLE):
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # the engine lives in this process
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")  # keep the console for our progress bars
@@ -54,6 +54,8 @@ class VLLMGenerator:
         from vllm import LLM
 
         max_model_len = fit_context(model_path, max_model_len)
+        if dtype == "auto":  # bf16 where the device computes it natively, float32 where bf16 would be emulated
+            dtype = bf16_dtype("cuda" if torch.cuda.is_available() else "cpu")
         # on the CPU the ranks of one machine share its RAM: each engine's KV cache gets its part of the fraction
         kv_cache = {} if torch.cuda.is_available() else {"kv_cache_memory_bytes": cpu_kv_cache_bytes(memory_fraction / dist.local_world)}
         tp, self.tp_group = tensor_parallel_size, None

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from transformers import DynamicCache
 
+from runtime.distributed import native_bf16
+
 
 def pad_left(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``ids [n, L]`` and ``mask [n, L]`` (long) with each sequence at the right end (prompts)."""
@@ -106,7 +108,7 @@ def completion_logprobs(model, input_ids, attention_mask, num_completion_tokens:
     Only the logits of the completion positions are computed (``logits_to_keep``).
     """
     T = num_completion_tokens
-    with torch.autocast(input_ids.device.type, dtype=torch.bfloat16, enabled=autocast):
+    with torch.autocast(input_ids.device.type, dtype=torch.bfloat16, enabled=autocast and native_bf16(input_ids.device.type)):
         logits = model(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask),
             logits_to_keep=T + 1, use_cache=False,
@@ -153,7 +155,7 @@ class EncodedPrompts:
         ids, self.mask = (t.to(self.device) for t in pad_left(prompts, pad_id))  # [n, P]
         self.autocast = autocast
         parts = []
-        with torch.autocast(ids.device.type, dtype=torch.bfloat16, enabled=autocast):
+        with torch.autocast(ids.device.type, dtype=torch.bfloat16, enabled=autocast and native_bf16(ids.device.type)):
             for rows in torch.arange(n).split(chunk):
                 out = model(input_ids=ids[rows], attention_mask=self.mask[rows], position_ids=position_ids(self.mask[rows]),
                             use_cache=True, logits_to_keep=1)
@@ -174,7 +176,8 @@ class EncodedPrompts:
         if T > 1:
             kv = self.inputs[1:]
             cache = DynamicCache(ddp_cache_data=[(kv[k][owner], kv[k + 1][owner]) for k in range(0, len(kv), 2)])
-            with torch.autocast(ids.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            with torch.autocast(ids.device.type, dtype=torch.bfloat16,
+                                enabled=self.autocast and native_bf16(ids.device.type)):
                 rest = model(
                     input_ids=ids[:, :-1], past_key_values=cache, use_cache=True,
                     attention_mask=torch.cat([self.mask[owner], mask[:, :-1]], dim=1),  # [b, P + T - 1]

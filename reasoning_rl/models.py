@@ -156,9 +156,8 @@ def quiet_transformers() -> None:
 
 
 def load_policy(path: str, dtype: str = "float32"):
-    from transformers import AutoModelForCausalLM
-
     import torch
+    from transformers import AutoModelForCausalLM
 
     quiet_transformers()
 

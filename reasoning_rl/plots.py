@@ -47,6 +47,8 @@ def plot_run(metrics: list[dict], path: Path, title: str, report: dict) -> None:
             right.plot(*zip(*points), marker="o", ms=3, label=name)
         right.set_xlabel("step"), right.set_title("held-out greedy accuracy per level")
     right.set_ylim(0, 1), right.legend(fontsize=8), right.grid(alpha=0.3)
+    for ax in (left, right):  # steps are whole numbers
+        ax.xaxis.get_major_locator().set_params(integer=True)
     fig.suptitle(title)
     fig.savefig(path, dpi=110)
     plt.close(fig)

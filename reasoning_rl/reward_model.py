@@ -9,10 +9,14 @@ that have no reference answer.
 
 from __future__ import annotations
 
+import logging
+import warnings
+
 import torch
 
 from data_prep.preferences import ASSISTANT, HUMAN
 from reasoning_rl.logprobs import device_of, pad_left, position_ids
+from runtime.distributed import native_bf16
 
 
 def load_reward_model(path: str, tokenizer, dtype: torch.dtype = torch.float32):
@@ -20,10 +24,23 @@ def load_reward_model(path: str, tokenizer, dtype: torch.dtype = torch.float32):
     (every response scores 0: loss log 2, no preference) rather than at a random function."""
     from transformers import AutoModelForSequenceClassification
 
-    model, info = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=dtype, output_loading_info=True)
+    # transformers reports a missing head as a "LOAD REPORT" warning; a new head is expected here (it is zeroed
+    # below), so the report is held back and only weights missing beyond the head are reported
+    report = logging.getLogger("transformers.modeling_utils")
+    level = report.level
+    report.setLevel(logging.ERROR)
+    try:
+        model, info = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=dtype,
+                                                                         output_loading_info=True)
+    finally:
+        report.setLevel(level)
     model.config.pad_token_id = tokenizer.pad_token_id
     if any(key.startswith("score.") for key in info["missing_keys"]):  # a new head: score everything 0
         torch.nn.init.zeros_(model.score.weight)
+    unexpected = [key for key in info["missing_keys"] if not key.startswith("score.")]
+    if unexpected:
+        warnings.warn(f"{path}: {len(unexpected)} weight(s) missing from the checkpoint were newly initialised: "
+                      f"{', '.join(unexpected[:5])}")
     return model
 
 
@@ -54,7 +71,7 @@ def encode(tokenizer, prompt: str, response: str, max_length: int) -> list[int]:
 
 def token_scores(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, autocast: bool = False) -> torch.Tensor:
     """``[B, L]``: the one-output head applied to the backbone's hidden state at every position."""
-    with torch.autocast(input_ids.device.type, dtype=torch.bfloat16, enabled=autocast):
+    with torch.autocast(input_ids.device.type, dtype=torch.bfloat16, enabled=autocast and native_bf16(input_ids.device.type)):
         hidden = model.base_model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids(attention_mask),
                                   use_cache=False).last_hidden_state  # [B, L, H]
         return model.score(hidden).squeeze(-1).float()  # [B, L]

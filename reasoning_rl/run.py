@@ -17,6 +17,7 @@ from typing import Callable, Protocol
 import torch
 
 from data_prep import Problem
+from data_prep.own_data import OwnData, describe
 from reasoning_rl.checkpoint import latest_checkpoint, load_training_state
 from reasoning_rl.cli import check_output_dir
 from reasoning_rl.config import RLConfig
@@ -32,7 +33,7 @@ from reasoning_rl.state import TrainState
 from reasoning_rl.tasks import PromptStream, load_task
 from reasoning_rl.tracking import MetricsLogger
 from rewards import parse_weights
-from runtime.distributed import SINGLE, Dist
+from runtime.distributed import SINGLE, Dist, native_bf16
 from runtime.errors import UserError, as_user_error
 
 
@@ -127,6 +128,7 @@ def start_run(cfg: RLConfig, update: Update, algorithm: str) -> Run:
     if dist.is_main:
         (out / "config.json").write_text(json.dumps({"algorithm": algorithm, **dataclasses.asdict(cfg),
                                                      "processes": dist.world}, indent=2))
+        announce(run, pools)
     if not state.before and cfg.eval_before:
         dist.print(f"evaluating the untrained policy on {cfg.eval_problems} held-out problems per task ...")
         state.before = run.evaluate(cfg.eval_samples)
@@ -134,19 +136,28 @@ def start_run(cfg: RLConfig, update: Update, algorithm: str) -> Run:
 
 
 def load_data(cfg: RLConfig) -> tuple[list[str], list[list[Problem]], dict[str, list[Problem]], dict[str, float]]:
-    """Task names (one per curriculum level), their training pools, their held-out problems with a reference answer,
-    and the reward weights; a ``UserError`` for an unknown task or reward, or prompts nothing could score."""
+    """Task names (one per curriculum level; a file of your own is named after the file), their training pools, their
+    held-out problems with a reference answer, and the reward weights; a ``UserError`` for an unknown task or reward,
+    or prompts nothing could score."""
     tasks = [f"arith:{level}" for level in cfg.curriculum] or [cfg.task]
-    drop = cfg.drop_unparseable_references
+    drop, own = cfg.drop_unparseable_references, own_data(cfg)
     with as_user_error():
         reward_weights = parse_weights(cfg.rewards)
-        pools = [load_task(t, "train", cfg.train_problems, cfg.seed, cfg.data_path, drop) for t in tasks]
-        heldout = {t: [p for p in load_task(t, "test", cfg.eval_problems, cfg.seed, cfg.data_path, drop) if p.answer is not None]
-                   for t in tasks}
+        pools = [load_task(t, "train", cfg.train_problems, cfg.seed, cfg.data_path, drop, own) for t in tasks]
+        heldout = [[p for p in load_task(t, "test", cfg.eval_problems, cfg.seed, cfg.data_path, drop, own) if p.answer]
+                   for t in tasks]
     if any(p.answer is None for pool in pools for p in pool) and not cfg.reward_model:
         raise UserError(f"task {cfg.task!r} has prompts without a reference answer; pass --reward-model <folder> "
                         "(train one with scripts/train_reward_model.py)")
-    return tasks, pools, heldout, reward_weights
+    names = [own.label if t == "jsonl" and own else t for t in tasks]
+    return names, pools, dict(zip(names, heldout)), reward_weights
+
+
+def own_data(cfg: RLConfig) -> OwnData | None:
+    """The field mapping and held-out rule of ``--task jsonl`` (None for the other tasks)."""
+    if "jsonl" not in cfg.task.split("+") or cfg.data_path is None:
+        return None
+    return OwnData(cfg.data_path, cfg.heldout_path, cfg.heldout_fraction, cfg.question_field, cfg.answer_field, cfg.seed)
 
 
 def find_checkpoint(out: Path, cfg: RLConfig, dist: Dist = SINGLE) -> Path | None:
@@ -197,3 +208,30 @@ def restore(checkpoint: Path | None, optimizer, scheduler, update: Update, level
     update.load(checkpoint)
     dist.print(f"resuming from {checkpoint} (step {state.step})")
     return state
+
+
+def announce(run: Run, pools: list[list[Problem]]) -> None:
+    """The resolved settings, a few lines on the console at start (everything is in config.json); for a file of your
+    own, where its held-out problems came from, and those problems written beside the run for evaluate.py."""
+    cfg, dist = run.cfg, run.dist
+    data = ", ".join(f"{t} ({len(pool)} training, {len(run.heldout[t])} held-out problems)" for t, pool in zip(run.tasks, pools))
+    print(f"{run.algorithm.upper()} on {data}")
+    if own := own_data(cfg):
+        print(describe(own, pools[0], run.heldout[own.label]))
+        write_heldout(run.out / f"{own.label}_heldout.jsonl", run.heldout[own.label])
+    loss = getattr(cfg, "loss_type", None)
+    native = native_bf16(dist.device.type)
+    precision = "bf16 autocast" if cfg.autocast and native else "float32" + ("" if native or not cfg.autocast else
+                                                                             " (bf16 is not native on this CPU)")
+    print(f"model {cfg.model} on {dist.world} process{'es' if dist.world > 1 else ''} ({dist.device}, {precision}); "
+          f"{cfg.prompts_per_step} prompts x {cfg.group_size} completions per step, temperature {cfg.temperature:g}, "
+          f"up to {cfg.max_new_tokens} new tokens; {cfg.steps} steps at lr {cfg.lr:g}" + (f", {loss} loss" if loss else ""))
+    print(f"rewards {cfg.rewards}" + (f" + reward model {cfg.reward_model}" if cfg.reward_model else "")
+          + f"; outputs in {run.out} (config.json holds every setting)")
+
+
+def write_heldout(path: Path, problems: list[Problem]) -> None:
+    """The held-out problems as a JSONL of question/answer rows: ``evaluate.py --benchmark jsonl --data-path`` it."""
+    path.write_text("".join(json.dumps({"id": p.id.split("/", 1)[-1], "question": p.problem, "answer": p.answer}) + "\n"
+                            for p in problems))
+

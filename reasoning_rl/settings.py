@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from data_prep import TEMPLATES
+from reasoning_rl.cli import check_options
 from reasoning_rl.config import RLConfig
-from reasoning_rl.losses import POLICY_LOSSES, ROLLOUT_CORRECTIONS
+from reasoning_rl.losses import LOSS_AGGREGATIONS, POLICY_LOSSES, ROLLOUT_CORRECTIONS
 from runtime.distributed import SINGLE, Dist
 from runtime.errors import UserError
 
-
+CHOICES = {"template": tuple(TEMPLATES), "backend": ("vllm", "hf"), "optimizer_state": ("newest", "all", "none"),
+           "loss_aggregation": LOSS_AGGREGATIONS, "loss_type": tuple(POLICY_LOSSES), "rollout_correction": ROLLOUT_CORRECTIONS}
 GROUP_REASON = {
     "grpo": "its advantage is a reward relative to the group's mean, so a group of one never has a gradient",
     "dpo": "its pairs are a correct and an incorrect completion of the same prompt",
@@ -15,49 +18,37 @@ GROUP_REASON = {
 
 
 def check_settings(cfg: RLConfig, update, algorithm: str, dist: Dist = SINGLE) -> None:
-    """Refuse, before anything loads, a setting that cannot produce a gradient or cannot be split over the
-    processes (a ``UserError`` saying why)."""
+    """Refuse, before anything loads, an option out of its range (``cli.OPTION_RULES``), a setting that cannot produce
+    a gradient, or one that cannot be split over the processes (a ``UserError`` saying why)."""
     if cfg.steps < 1:
         raise UserError(f"--steps {cfg.steps}: at least 1 step is needed to train anything")
-    if cfg.prompts_per_step < 1 or cfg.max_new_tokens < 1 or cfg.micro_batch_size < 1:
-        raise UserError("--prompts-per-step, --max-new-tokens and --micro-batch-size must be at least 1")
+    if cfg.lr <= 0:
+        raise UserError(f"--lr {cfg.lr}: the learning rate must be positive, or no weight ever changes")
+    check_options(cfg, CHOICES)
     if cfg.group_size < update.min_group_size:
         raise UserError(f"--group-size {cfg.group_size}: {algorithm.upper()} needs at least {update.min_group_size} "
                         f"completions per prompt, because {GROUP_REASON.get(algorithm, 'it compares them')}")
-    if cfg.lr <= 0:
-        raise UserError(f"--lr {cfg.lr}: the learning rate must be positive, or no weight ever changes")
-    if cfg.temperature <= 0 and update.min_group_size > 1:
-        raise UserError(f"--temperature {cfg.temperature}: greedy sampling makes every completion of a group the same, "
-                        f"so {algorithm.upper()} has nothing to compare; use a temperature above 0")
-    if getattr(cfg, "mu", 1) < 1 or getattr(cfg, "mini_batches", 1) < 1:
-        raise UserError("--mu and --mini-batches must be at least 1")
-    if cfg.optimizer_state not in ("all", "newest"):
-        raise UserError(f"--optimizer-state {cfg.optimizer_state!r}: choose all or newest")
-    if not 0 <= cfg.curriculum_replay < 1:
-        raise UserError(f"--curriculum-replay {cfg.curriculum_replay}: a share of the batch in [0, 1)")
-    if not 0 <= cfg.explore_fraction <= 1 or cfg.retry_weight <= 0:
-        raise UserError("--explore-fraction must be in [0, 1] and --retry-weight above 0 (a prompt at weight 0 never comes back)")
+    if cfg.temperature <= 0:
+        why = (f"greedy sampling makes every completion of a group the same, so {algorithm.upper()} has nothing to "
+               "compare" if update.min_group_size > 1 else "the update's log-probs are those of softmax(logits / T)")
+        raise UserError(f"--temperature {cfg.temperature}: {why}; use a temperature above 0")
+    if cfg.overlong_cache >= cfg.max_new_tokens:
+        raise UserError(f"--overlong-cache {cfg.overlong_cache}: the penalty zone must be shorter than --max-new-tokens "
+                        f"{cfg.max_new_tokens}, or every completion is punished")
+    own_options = [f"--{n.replace('_', '-')}" for n in ("heldout_path", "question_field", "answer_field") if getattr(cfg, n)]
+    if own_options and "jsonl" not in cfg.task.split("+"):
+        raise UserError(f"{', '.join(own_options)} apply to --task jsonl (a file of your own), not to --task {cfg.task}")
     check_rollout_correction(cfg, algorithm)
     check_processes(cfg, dist)
 
 
 def check_rollout_correction(cfg: RLConfig, algorithm: str) -> None:
     """The correction and stale rollouts need the engine's log-probs; GSPO needs one advantage per sequence."""
-    if cfg.rollout_correction not in ROLLOUT_CORRECTIONS:
-        raise UserError(f"--rollout-correction {cfg.rollout_correction!r}: choose one of {', '.join(ROLLOUT_CORRECTIONS)}")
-    if cfg.rollout_correction_threshold <= 1:
-        raise UserError(f"--rollout-correction-threshold {cfg.rollout_correction_threshold}: the bound C on the "
-                        "trainer/engine probability ratio must be above 1")
-    if cfg.rollout_staleness < 0:
-        raise UserError(f"--rollout-staleness {cfg.rollout_staleness}: a number of steps, 0 or more")
     needs_engine = cfg.rollout_correction != "none" or cfg.rollout_staleness > 0
     if needs_engine and cfg.backend != "vllm":
         raise UserError("--rollout-correction and --rollout-staleness need the engine's log-probs of what it sampled: "
                         "use --backend vllm (the hf back end samples with the policy itself)")
-    loss_type = getattr(cfg, "loss_type", "clipped")
-    if loss_type not in POLICY_LOSSES:
-        raise UserError(f"--loss-type {loss_type!r}: choose one of {', '.join(POLICY_LOSSES)}")
-    if loss_type == "gspo" and algorithm == "ppo":
+    if getattr(cfg, "loss_type", "clipped") == "gspo" and algorithm == "ppo":
         raise UserError("--loss-type gspo clips one ratio per sequence against one advantage per sequence; PPO's "
                         "advantages are per token: use clipped or cispo with PPO")
 

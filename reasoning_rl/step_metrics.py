@@ -18,9 +18,6 @@ def step_metrics(run: Run, batch: Batch, train_metrics: dict[str, float]) -> dic
     generated, seconds = batch.generated, batch.seconds
     lengths = torch.tensor([len(c) for c in generated.completion_ids], dtype=torch.float)
     rewards = reward_metrics(generated)
-    level_pool = run.pools[batch.level]  # the current level's rows, not the replayed ones
-    current = torch.tensor([p.id in level_pool for p in generated.problems]).repeat_interleave(generated.group_size)
-    accuracy = generated.components.get("accuracy", generated.rewards)
     return {
         **rewards,
         "train/accuracy": rewards.get("reward/accuracy", float("nan")),
@@ -39,11 +36,18 @@ def step_metrics(run: Run, batch: Batch, train_metrics: dict[str, float]) -> dic
         "throughput/sampled_tokens_per_s": lengths.sum().item() / max(seconds["generate"], 1e-9),
         "throughput/train_tokens_per_s": sum(map(len, batch.rollouts.completion_ids)) / max(seconds["train"], 1e-9),
         "memory/peak_gib": peak_memory_gib(),
-        "curriculum/level": batch.level,
-        "curriculum/level_correct": float(accuracy[current].sum()),
-        "curriculum/level_completions": int(current.sum()),
+        **(level_metrics(run, batch) if run.cfg.curriculum else {}),
         **run.record.summary(),
     }
+
+
+def level_metrics(run: Run, batch: Batch) -> dict[str, float]:
+    """With a curriculum: the level, and the accuracy counts on the current level's prompts (not the replayed ones)."""
+    generated, level_pool = batch.generated, run.pools[batch.level]
+    current = torch.tensor([p.id in level_pool for p in generated.problems]).repeat_interleave(generated.group_size)
+    accuracy = generated.components.get("accuracy", generated.rewards)
+    return {"curriculum/level": batch.level, "curriculum/level_correct": float(accuracy[current].sum()),
+            "curriculum/level_completions": int(current.sum())}
 
 
 # How a step's metrics combine over ranks (``reduce_over_ranks``); every other metric is the mean of the ranks' values,

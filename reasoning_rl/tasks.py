@@ -2,8 +2,10 @@
 
 A task name is ``arith:<level>`` / ``arith:<level>,<level>`` (synthetic arithmetic, see
 ``data_prep.synthetic.LEVELS``), a benchmark name (``gsm8k``, ``math``; training uses its train
-split, held-out evaluation its test split), or ``hh_rlhf``: open-ended prompts without a
-reference answer (the first human turns of the hh-rlhf pairs), which need a reward model.
+split, held-out evaluation its test split), ``jsonl``: a file or Hub data set of your own
+(``--data-path``; ``data_prep.own_data`` maps its fields and holds part of it out), or ``hh_rlhf``:
+open-ended prompts without a reference answer (the first human turns of the hh-rlhf pairs), which
+need a reward model.
 Tasks joined with ``+`` are mixed: ``arith:add_20+hh_rlhf`` draws from both pools, in
 proportion to their sizes.
 """
@@ -14,13 +16,21 @@ import random
 
 from data_prep import BENCHMARKS, Problem, load_problems, make_arithmetic, make_mixture
 from data_prep.checks import check_references
+from data_prep.own_data import OwnData, load_own
 
 
 def load_task(task: str, split: str, n: int, seed: int = 0, data_path: str | None = None,
-              drop_unparseable: bool = False) -> list[Problem]:
-    """The problems of ``task``; a benchmark's reference answers are checked as they load (``data_prep.checks``)."""
+              drop_unparseable: bool = False, own: OwnData | None = None) -> list[Problem]:
+    """The problems of ``task``; a benchmark's reference answers are checked as they load (``data_prep.checks``).
+    ``own`` describes the data of the ``jsonl`` task (default: ``data_path`` with the default field mapping)."""
     if "+" in task:
-        return [p for part in task.split("+") for p in load_task(part, split, n, seed, data_path, drop_unparseable)]
+        return [p for part in task.split("+") for p in load_task(part, split, n, seed, data_path, drop_unparseable, own)]
+    if task == "jsonl":
+        if data_path is None and own is None:
+            raise ValueError("--task jsonl trains on a data set of your own: pass --data-path FILE.jsonl (or a Hub data set)")
+        problems = load_own(own or OwnData(data_path, seed=seed), split)
+        problems = problems[:n] if split == "test" else problems
+        return check_references(problems, f"{problems[0].source} ({split})", drop_unparseable) if problems else problems
     if task == "hh_rlhf":
         if split != "train":
             return []  # open-ended prompts have no answer to evaluate against
@@ -33,11 +43,13 @@ def load_task(task: str, split: str, n: int, seed: int = 0, data_path: str | Non
         return make_arithmetic(levels[0], n, seed, split) if len(levels) == 1 else make_mixture(levels, n, seed, split)
     if task in BENCHMARKS:
         if split == "train" and task not in ("gsm8k", "math"):
-            raise ValueError(f"{task} has only a test split; train on gsm8k or math (or arith:...) and evaluate on {task}")
+            raise ValueError(f"{task} has only a test split; train on gsm8k, math, arith:... or a file of your own "
+                             f"(--task jsonl --data-path FILE) and evaluate on {task}")
         problems = load_problems(task, split=split, path=data_path)
         problems = problems[:n] if split == "test" else problems
         return check_references(problems, f"{task} ({split})", drop_unparseable)
-    raise ValueError(f"unknown task {task!r}: use arith:<level>[,<level>...], hh_rlhf or one of {', '.join(BENCHMARKS)}")
+    raise ValueError(f"unknown task {task!r}: use arith:<level>[,<level>...], hh_rlhf, jsonl (a file of your own, "
+                     f"--data-path) or one of {', '.join(b for b in BENCHMARKS if b != 'jsonl')}")
 
 
 class PromptStream:

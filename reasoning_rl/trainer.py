@@ -33,7 +33,8 @@ from reasoning_rl.rollout_buffer import RolloutBuffer
 from reasoning_rl.run import Run, Update, start_run
 from reasoning_rl.sampling import Batch, collect_batch
 from reasoning_rl.step_metrics import reduce_over_ranks, step_metrics
-from reasoning_rl.tracking import format_seconds, peak_memory_gib, read_metrics, weights_sha256, write_completions, write_samples
+from reasoning_rl.tracking import (format_seconds, peak_memory_gib, read_metrics, weights_sha256, write_completions,
+                                   write_samples)
 
 
 def train(cfg: RLConfig, update: Update, algorithm: str) -> dict:
@@ -95,7 +96,7 @@ def log_and_checkpoint(run: Run, step: int, batch: Batch, metrics: dict[str, flo
     metrics.update(evaluate_held_out(run, step, batch.level, last))
     state.cursors, state.record = [s.cursor for s in run.streams], run.record.to_json()
     run.logger.log(step, metrics)
-    write_outputs(run, step, batch)
+    write_outputs(run, step, batch, last)
     if step % cfg.save_every == 0 or last:
         checkpoint(run, step)
 
@@ -111,7 +112,7 @@ def checkpoint(run: Run, step: int) -> None:
 
     if run.dist.is_main:
         save_checkpoint(run.out, step, run.policy, run.tokenizer, run.optimizer, run.scheduler, run.state.to_json(),
-                        extra=extra, optimizer_state=run.cfg.optimizer_state)
+                        keep=run.cfg.keep_checkpoints, extra=extra, optimizer_state=run.cfg.optimizer_state)
     run.dist.barrier()
 
 
@@ -129,19 +130,23 @@ def evaluate_held_out(run: Run, step: int, level: int, last: bool) -> dict[str, 
     return {"heldout/greedy": run.evaluate(0, [task])[task]["greedy"]}
 
 
-def write_outputs(run: Run, step: int, batch: Batch) -> None:
-    """Every rank's completions with their verdicts (``completions.jsonl``), and one group every ``sample_every`` steps
-    (``samples.jsonl``); rank 0 writes."""
+def write_outputs(run: Run, step: int, batch: Batch, last: bool) -> None:
+    """Every rank's completions with their verdicts (``completions.jsonl``), one group every ``sample_every`` steps and on
+    the last (``samples.jsonl``), and one example on the console at each evaluation; rank 0 writes."""
     cfg = run.cfg
     every_rank = run.dist.gather(batch.generated) if cfg.log_completions else []
     if not run.dist.is_main:
         return
     for generated in every_rank:
         write_completions(run.out, step, generated)
-    if cfg.sample_every and step % cfg.sample_every == 0:
-        G, rollouts = cfg.group_size, batch.rollouts
+    G, rollouts = cfg.group_size, batch.rollouts
+    if cfg.sample_every and (step % cfg.sample_every == 0 or last):
         write_samples(run.out, step, [rollouts.prompts[0]] * G if len(rollouts) else [], rollouts.texts[:G],
                       rollouts.rewards[:G].tolist(), rollouts.answers[:G])
+    if len(rollouts) and (last or (cfg.eval_every and step % cfg.eval_every == 0)):
+        best = int(rollouts.rewards[:G].argmax())  # the group's best completion, to see what is being rewarded
+        tqdm.write(f"step {step} example: {rollouts.problems[0].problem!r} -> {rollouts.texts[best].strip()!r} "
+                   f"(reward {rollouts.rewards[best]:.2f}, reference {rollouts.answers[best]!r})")
 
 
 def show_progress(bar, batch: Batch, metrics: dict[str, float]) -> None:
@@ -176,7 +181,8 @@ def final_report(run: Run, steps: int) -> dict:
 def print_summary(run: Run, report: dict) -> None:
     """Held-out accuracy per task, untrained -> trained, the wall time and where the outputs are."""
     before, after, memory = report["before"], report["after"], report["peak_memory_gib_per_rank"]
-    print(f"\nheld-out accuracy ({run.cfg.eval_problems} problems per task)"
+    sampled = f", and sampled pass@1 at temperature 1.0 over {run.cfg.eval_samples} samples each" if run.cfg.eval_samples else ""
+    print(f"\nheld-out accuracy (up to {run.cfg.eval_problems} problems per task; greedy{sampled})"
           + (", untrained -> trained:" if before else " (untrained: not evaluated in this run):"))
     for t in after:
         b, a = before.get(t), after[t]

@@ -10,8 +10,8 @@ the comparison that ``scripts/verify_quality.py --audit`` makes).
 """
 
 import json
-import math
 import logging
+import math
 import sys
 import warnings
 

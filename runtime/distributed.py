@@ -14,6 +14,7 @@ the same lines run on the CPU here and on a GPU (``device`` is ``cuda:<local ran
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from contextlib import ExitStack, contextmanager
@@ -114,3 +115,25 @@ def zero_backward(models: list[torch.nn.Module], pad_id: int, device: torch.devi
 
 
 SINGLE = Dist()
+
+
+@functools.cache
+def native_bf16(device_type: str = "cpu") -> bool:
+    """Whether this machine's ``device_type`` computes bfloat16 natively: a CUDA GPU that supports it, or a CPU with
+    AVX512_BF16 or AMX (x86) or BF16 (Arm). Elsewhere torch and vLLM emulate bf16 in float32 code, and it is slower,
+    not faster: on an AVX2-only CPU here a 1024 x 1024 matrix product ran at 0.7 GFLOP/s in bf16 against 62 in
+    float32, and vLLM sampled 15 tokens/s against 57. The trainer's bf16 autocast and the engine's dtype follow it."""
+    if device_type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device_type != "cpu":
+        return False
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:  # not Linux: no way to tell, so stay with the safe float32
+        return False
+    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16", "bf16"))
+
+
+def bf16_dtype(device_type: str = "cpu") -> str:
+    """The dtype for a bf16-by-default computation on this machine: bfloat16 where it is native, else float32."""
+    return "bfloat16" if native_bf16(device_type) else "float32"

@@ -21,14 +21,14 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from data_prep import load_problems
+from data_prep import TEMPLATES, load_problems
 from data_prep.benchmarks import data_label
 from eval import evaluate
-from reasoning_rl.cli import check_output_dir, run
-from runtime.errors import UserError, as_user_error
-from runtime.distributed import Dist
+from reasoning_rl.cli import check_options, check_output_dir, run
 from reasoning_rl.generation import make_generator
 from reasoning_rl.models import load_policy, load_tokenizer, resolve_model
+from runtime.distributed import Dist
+from runtime.errors import UserError, as_user_error
 
 
 @dataclass
@@ -90,8 +90,9 @@ def markdown_table(summary: dict, ks: list[int]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def check_options(cfg: Config) -> list[int]:
+def check_settings(cfg: Config) -> list[int]:
     """The k values; a ``UserError`` for any option that cannot work (before anything loads)."""
+    check_options(cfg, {"template": tuple(TEMPLATES), "backend": ("vllm", "hf")})
     try:
         ks = sorted({int(k) for k in cfg.k.split(",")})
     except ValueError:
@@ -130,7 +131,7 @@ def load_benchmarks(cfg: Config) -> dict[str, list]:
 
 def main(cfg: Config) -> dict[str, dict]:
     # --- everything the user asked for is checked before the engine starts ---------------
-    ks = check_options(cfg)
+    ks = check_settings(cfg)
     dist = Dist.start()
     check_processes(cfg, dist)
     benchmarks = load_benchmarks(cfg)

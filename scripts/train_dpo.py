@@ -23,21 +23,22 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import runtime  # noqa: F401  (above torch: it quiets torch's C++ start-up notes, read once when torch loads)
 import torch
 from tqdm.auto import tqdm
 
 from data_prep.preferences import heldout_split, load_preference_pairs
 from reasoning_rl.checkpoint import save_checkpoint
-from reasoning_rl.cli import run
-from reasoning_rl.dpo import DPOUpdate
-from reasoning_rl.models import load_policy, load_tokenizer, resolve_model
-from reasoning_rl.rollout import Rollouts
-from reasoning_rl.tracking import MetricsLogger
+from reasoning_rl.cli import check_options, run
 from reasoning_rl.config import RLConfig
-from reasoning_rl.trainer import train
+from reasoning_rl.dpo import DPOUpdate
+from reasoning_rl.models import frozen_copy, load_policy, load_tokenizer, prepare_policy, resolve_model
 from reasoning_rl.optim import epoch_order, make_optimizer, seed_everything
-from reasoning_rl.tracking import format_seconds, peak_memory_gib
-from reasoning_rl.models import frozen_copy, prepare_policy
+from reasoning_rl.rollout import Rollouts
+from reasoning_rl.settings import CHOICES
+from reasoning_rl.tracking import MetricsLogger, format_seconds, peak_memory_gib
+from reasoning_rl.trainer import train
+from runtime.errors import UserError
 
 
 @dataclass
@@ -59,7 +60,7 @@ class Config(RLConfig):
     train_pairs: int = 256
     """Offline: use at most this many training pairs (0: all)."""
     heldout_fraction: float = 0.1
-    """Offline: fraction of pairs held out."""
+    """Offline: fraction of pairs held out; online with --task jsonl: the share of your file's rows held out."""
     max_prompt_tokens: int = 128
     """Offline: prompts are cut to their last this-many tokens (responses to max_new_tokens)."""
     lr: float = 1e-5
@@ -90,7 +91,8 @@ def train_offline(cfg: Config) -> dict:
     train_pairs, heldout = heldout_split(pairs, cfg.heldout_fraction, cfg.seed)
     train_pairs = train_pairs[: cfg.train_pairs] if cfg.train_pairs else train_pairs
     if not train_pairs or not heldout:
-        raise SystemExit(f"{len(pairs)} pairs give {len(train_pairs)} training and {len(heldout)} held-out pairs")
+        raise UserError(f"{len(pairs)} pairs give {len(train_pairs)} training and {len(heldout)} held-out pairs; "
+                        "change --heldout-fraction or give more pairs")
     model_path = resolve_model(cfg.model)
     tokenizer = load_tokenizer(model_path)
     policy = prepare_policy(load_policy(model_path), cfg.lora_rank, cfg.lora_alpha, cfg.gradient_checkpointing).train()
@@ -128,6 +130,7 @@ def train_offline(cfg: Config) -> dict:
 
 def main(cfg: Config) -> dict:
     if cfg.pairs:
+        check_options(cfg, CHOICES)  # the online run checks its settings in train()
         return train_offline(cfg)
     update = DPOUpdate(cfg.dpo_beta, cfg.pairs_per_group, cfg.epochs, cfg.pair_micro_batch, cfg.max_grad_norm, cfg.autocast)
     return train(cfg, update, "dpo")

@@ -4,7 +4,7 @@ With no arguments this trains the embedded SmolLM2-135M-Instruct on additions of
 to 20 on the CPU, evaluates the untrained and the trained policy on the same held-out problems,
 and writes metrics, a plot and checkpoints to runs/grpo.
 
-    python scripts/train_grpo.py                       # the main job (about 6 minutes on 2 cores)
+    python scripts/train_grpo.py                       # the main job (about 4 minutes on 2 cores)
     python scripts/train_grpo.py --preset curriculum   # easy -> hard arithmetic
     python scripts/train_grpo.py --preset gsm8k        # GSM8K train split, boxed answers
     python scripts/train_grpo.py --help                # every option
@@ -23,8 +23,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from reasoning_rl.cli import run
 from reasoning_rl.advantage_estimators import GroupRelative
+from reasoning_rl.cli import run
 from reasoning_rl.policy_gradient import PolicyGradient, PolicyGradientConfig
 from reasoning_rl.trainer import train
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from reasoning_rl.cli import run
 from reasoning_rl.advantage_estimators import GAECritic
+from reasoning_rl.cli import run
 from reasoning_rl.policy_gradient import PolicyGradient, PolicyGradientConfig
 from reasoning_rl.trainer import train
 

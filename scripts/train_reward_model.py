@@ -26,13 +26,13 @@ from tqdm.auto import tqdm
 
 from data_prep.preferences import heldout_split, load_preference_pairs
 from reasoning_rl.checkpoint import atomic_folder
-from reasoning_rl.cli import run
+from reasoning_rl.cli import check_options, run
 from reasoning_rl.losses import bradley_terry_loss
 from reasoning_rl.models import load_tokenizer, resolve_model
-from reasoning_rl.reward_model import encode, freeze_lower_layers, load_reward_model, score_ids
-from reasoning_rl.tracking import MetricsLogger, read_metrics
 from reasoning_rl.optim import epoch_order, make_optimizer, seed_everything
-from reasoning_rl.tracking import format_seconds, peak_memory_gib
+from reasoning_rl.reward_model import encode, freeze_lower_layers, load_reward_model, score_ids
+from reasoning_rl.tracking import MetricsLogger, format_seconds, peak_memory_gib, read_metrics
+from runtime.errors import UserError
 
 
 @dataclass
@@ -91,6 +91,7 @@ def pairwise_accuracy(model, data: list[tuple[list[int], list[int]]], pad_id: in
 
 
 def main(cfg: Config) -> dict:
+    check_options(cfg)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)
@@ -101,7 +102,8 @@ def main(cfg: Config) -> dict:
     if cfg.train_pairs:
         train = train[: cfg.train_pairs]
     if not train or not heldout:
-        raise SystemExit(f"{len(pairs)} pairs give {len(train)} training and {len(heldout)} held-out pairs; change --heldout-fraction")
+        raise UserError(f"{len(pairs)} pairs give {len(train)} training and {len(heldout)} held-out pairs; change "
+                        "--heldout-fraction or give more pairs")
     model_path = resolve_model(cfg.model)
     tokenizer = load_tokenizer(model_path)
     model = load_reward_model(model_path, tokenizer)

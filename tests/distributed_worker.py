@@ -27,10 +27,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from test_efficient_update import G, batch  # noqa: E402
 from test_rollout_correction import with_engine_logprobs  # noqa: E402
 
-from runtime.distributed import Dist  # noqa: E402
 from reasoning_rl.advantage_estimators import GAECritic, GroupRelative  # noqa: E402
 from reasoning_rl.models import load_policy, load_tokenizer  # noqa: E402
 from reasoning_rl.policy_gradient import PolicyGradient, PolicyGradientConfig  # noqa: E402
+from runtime.distributed import Dist  # noqa: E402
 
 REWARDS = [[1, 1, 1, 1], [0, 1, 0, 0], [0, 0, 0, 0], [1, 0, 0.5, 1], [0, 1, 1, 1], [0, 0, 1, 0], [1, 1, 1, 1], [0.5, 0, 0, 1]]
 CASES = {

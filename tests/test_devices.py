@@ -9,10 +9,10 @@ import torch
 
 import reasoning_rl.advantage_estimators as estimators
 import reasoning_rl.policy_gradient as policy_gradient
-from runtime.distributed import Dist
 from reasoning_rl.advantage_estimators import GAECritic, GroupRelative
 from reasoning_rl.models import load_policy, load_tokenizer
 from reasoning_rl.policy_gradient import PolicyGradient, PolicyGradientConfig
+from runtime.distributed import Dist
 from test_efficient_update import MIXED, batch
 
 

@@ -13,9 +13,9 @@ from data_prep import Problem
 from reasoning_rl.advantage_estimators import GroupRelative
 from reasoning_rl.logprobs import EncodedPrompts, completion_logprobs, pack
 from reasoning_rl.models import load_policy, load_tokenizer
-from reasoning_rl.rollout import Rollouts
-from reasoning_rl.policy_gradient import PolicyGradient, PolicyGradientConfig
 from reasoning_rl.optim import make_optimizer
+from reasoning_rl.policy_gradient import PolicyGradient, PolicyGradientConfig
+from reasoning_rl.rollout import Rollouts
 
 G = 4
 

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from reasoning_rl.dpo import pairs_from_groups
 from reasoning_rl.advantage_estimators import GAECritic, GroupRelative
-from reasoning_rl.rollout import micro_batches
+from reasoning_rl.dpo import pairs_from_groups
 from reasoning_rl.policy_gradient import PolicyGradient, PolicyGradientConfig
+from reasoning_rl.rollout import micro_batches
 from reasoning_rl.step_metrics import reward_metrics
 from test_rollout import make_rollouts
 

@@ -11,8 +11,8 @@ import pytest
 
 import evaluate as evaluate_script
 from conftest import ROOT
-from runtime.errors import UserError
 from reasoning_rl.config import parse_config
+from runtime.errors import UserError
 
 
 def test_evaluate_writes_summary_and_samples(tiny_model, tmp_path, shared_data):

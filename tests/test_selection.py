@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from data_prep import Problem
+from reasoning_rl.config import parse_config
 from reasoning_rl.selection import PromptRecord, select_prompts
 from reasoning_rl.tasks import PromptStream
-from reasoning_rl.config import parse_config
 
 G = 4
 

@@ -290,7 +290,8 @@ def test_12_checkpoints_are_readable_by_the_group_and_can_keep_one_optimizer_sta
     import train_grpo
 
     cfg = parse_config(train_grpo.Config, ["--model", str(tiny_model), "--steps", "2", "--save-every", "1",
-                                                      "--output-dir", str(tmp_path), *TINY_RUN, "--optimizer-state", "newest"])
+                                                      "--output-dir", str(tmp_path), *TINY_RUN, "--optimizer-state", "newest",
+                                                      "--keep-checkpoints", "2"])
     train_grpo.main(cfg)
     old, new = sorted((tmp_path / "checkpoints").glob("step_*"))
     for path in (new, new / "policy", new / "training_state.pt"):
@@ -298,3 +299,15 @@ def test_12_checkpoints_are_readable_by_the_group_and_can_keep_one_optimizer_sta
     assert (new / "training_state.pt").exists() and not (old / "training_state.pt").exists()
     assert (old / "policy" / "model.safetensors").exists()  # still a model to evaluate
     assert json.loads((old / "trainer_state.json").read_text())["step"] == 1
+
+
+def test_12_the_default_keeps_one_resumable_checkpoint_and_none_keeps_models_only(tiny_model, tmp_path):
+    import train_grpo
+
+    for name, extra in (("default", []), ("models", ["--optimizer-state", "none"])):
+        out = tmp_path / name
+        train_grpo.main(parse_config(train_grpo.Config, ["--model", str(tiny_model), "--steps", "2", "--save-every", "1",
+                                                         "--output-dir", str(out), *TINY_RUN, *extra]))
+        [kept] = sorted((out / "checkpoints").glob("step_*"))
+        assert kept.name == "step_000002" and (kept / "policy" / "model.safetensors").exists()
+        assert (kept / "training_state.pt").exists() == (name == "default")

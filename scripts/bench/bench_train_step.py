@@ -30,13 +30,13 @@ from pathlib import Path
 import torch
 
 from data_prep import Problem, make_arithmetic, render_prompt
-from reasoning_rl.cli import run
 from reasoning_rl.advantage_estimators import GroupRelative
+from reasoning_rl.cli import run
 from reasoning_rl.logprobs import completion_logprobs, pack
 from reasoning_rl.models import load_policy, load_tokenizer, resolve_model
-from reasoning_rl.rollout import Rollouts
-from reasoning_rl.policy_gradient import PolicyGradient, PolicyGradientConfig
 from reasoning_rl.optim import make_optimizer
+from reasoning_rl.policy_gradient import PolicyGradient, PolicyGradientConfig
+from reasoning_rl.rollout import Rollouts
 
 
 @dataclass

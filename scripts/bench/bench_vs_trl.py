@@ -39,8 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reasoning_rl.cli import run
-from runtime.errors import UserError
 from reasoning_rl.tracking import read_metrics
+from runtime.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
 

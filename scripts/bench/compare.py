@@ -26,8 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reasoning_rl.cli import run
-from reasoning_rl.tracking import read_metrics
-from reasoning_rl.tracking import format_seconds
+from reasoning_rl.tracking import format_seconds, read_metrics
 
 SCRIPTS = Path(__file__).resolve().parents[1]  # the entry points (scripts/train_*.py)
 METHODS = ("grpo", "ppo", "dpo")

@@ -66,14 +66,16 @@ def main(cfg: Config) -> str:
     runs = {label: load_summaries(Path(r)) for label, r in zip(labels, cfg.runs)}
     benchmarks = sorted({b for s in runs.values() for b in s})
     all_ks = sorted({k for s in runs.values() for summary in s.values() for k in ks_of(summary)})
-    lines = [f"| model | benchmark | problems | n | {' | '.join(f'pass@{k}' for k in all_ks)} | mean tokens |",
-             "|" + "---|" * (len(all_ks) + 5)]
+    lines = [f"| model | benchmark | problems | n | temperature | {' | '.join(f'pass@{k}' for k in all_ks)} | mean tokens |",
+             "|" + "---|" * (len(all_ks) + 6)]
     for label, summaries in runs.items():
         for b in benchmarks:
             if b in summaries:
                 s = summaries[b]
                 cells = [f"{s[f'pass@{k}']:.1%}" if f"pass@{k}" in s else "" for k in all_ks]
-                lines.append(f"| {label} | {b} | {s['n_problems']} | {s['n_samples']} | {' | '.join(cells)} | {s['mean_completion_tokens']:.0f} |")
+                temperature = f"{s['temperature']:g}" if "temperature" in s else "?"  # summaries before it was recorded
+                lines.append(f"| {label} | {b} | {s['n_problems']} | {s['n_samples']} | {temperature} | {' | '.join(cells)} | "
+                             f"{s['mean_completion_tokens']:.0f} |")
     table = "\n".join(lines) + "\n"
     if len(runs) > 1:
         paired, rows = paired_table(runs, benchmarks)
@@ -96,6 +98,7 @@ def main(cfg: Config) -> str:
                 ks = ks_of(summaries[b])
                 ax.plot(ks, [summaries[b][f"pass@{k}"] for k in ks], marker="o", label=label)
         ax.set_xscale("log", base=2)
+        ax.set_ylim(0, 1)  # a probability: the axis stays [0, 1] even when every value is 0
         ax.set_xlabel("k"), ax.set_ylabel("pass@k"), ax.set_title(b), ax.grid(alpha=0.3), ax.legend()
     fig.tight_layout()
     fig.savefig(out / "pass_at_k.png", dpi=110)

@@ -22,9 +22,9 @@ import tyro
 from eval.harness import load_samples, load_summaries, per_problem_pass1
 from eval.metrics import paired_difference
 from reasoning_rl.cli import run
-from runtime.errors import UserError
 from reasoning_rl.tracking import read_metrics
 from rewards import boxed_format_reward
+from runtime.errors import UserError
 
 CURVE = ("reward/mean", "train/accuracy", "reward/boxed_format", "reward/overlong", "completions/mean_length",
          "completions/truncated", "train/frac_reward_zero_std", "prompts/informative", "time/step", "heldout/greedy")

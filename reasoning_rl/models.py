@@ -97,14 +97,34 @@ def _gguf_path(name: str) -> Path:
 
 
 def _convert_embedded(name: str) -> Path:
-    """Dequantize the GGUF file into ``cache_dir()/name`` once (atomically); return the folder."""
+    """Dequantize the GGUF file into ``cache_dir()/name`` once (atomically); return the folder.
+
+    The conversion is stamped with what it was made from (the package's version, the file's name and size), not
+    where that file lies, so checkouts and virtual environments with the same package share one conversion instead
+    of redoing it (and replacing the folder under each other's readers). Converters are serialised by a file lock:
+    the second waits, then finds the first one's folder.
+    """
+    import fcntl
+    from importlib.metadata import version
+
     target = cache_dir() / name
     gguf = _gguf_path(name)
-    stamp = {"source": str(gguf), "size": gguf.stat().st_size}
+    package = EMBEDDED_MODELS[name][0].replace("_", "-")
+    stamp = {"package": package, "version": version(package), "file": gguf.name, "size": gguf.stat().st_size}
     marker = target / _DONE_MARKER
     if marker.exists() and json.loads(marker.read_text()) == stamp:
         return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f".{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or when the process dies
+        if marker.exists() and json.loads(marker.read_text()) == stamp:
+            return target  # converted by another process while this one waited
+        _dequantize(gguf, target, stamp)
+    return target
 
+
+def _dequantize(gguf: Path, target: Path, stamp: dict) -> None:
+    """The GGUF file as a float32 safetensors folder at ``target``, written atomically with its stamp."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -128,7 +148,6 @@ def _convert_embedded(name: str) -> Path:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / _DONE_MARKER).write_text(json.dumps(stamp))
-    return target
 
 
 def load_tokenizer(path: str):

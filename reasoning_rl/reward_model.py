@@ -25,15 +25,16 @@ def load_reward_model(path: str, tokenizer, dtype: torch.dtype = torch.float32):
     from transformers import AutoModelForSequenceClassification
 
     # transformers reports a missing head as a "LOAD REPORT" warning; a new head is expected here (it is zeroed
-    # below), so the report is held back and only weights missing beyond the head are reported
+    # below), so that one record is held back (a filter, not the logger's level, which changes what transformers
+    # checks) and only weights missing beyond the head are reported
     report = logging.getLogger("transformers.modeling_utils")
-    level = report.level
-    report.setLevel(logging.ERROR)
+    hold_back = HoldBack("LOAD REPORT")
+    report.addFilter(hold_back)
     try:
         model, info = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=dtype,
                                                                          output_loading_info=True)
     finally:
-        report.setLevel(level)
+        report.removeFilter(hold_back)
     model.config.pad_token_id = tokenizer.pad_token_id
     if any(key.startswith("score.") for key in info["missing_keys"]):  # a new head: score everything 0
         torch.nn.init.zeros_(model.score.weight)
@@ -42,6 +43,17 @@ def load_reward_model(path: str, tokenizer, dtype: torch.dtype = torch.float32):
         warnings.warn(f"{path}: {len(unexpected)} weight(s) missing from the checkpoint were newly initialised: "
                       f"{', '.join(unexpected[:5])}")
     return model
+
+
+class HoldBack(logging.Filter):
+    """Drops the log records whose message contains ``text``."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
 
 
 def freeze_lower_layers(model, trainable_layers: int) -> None:

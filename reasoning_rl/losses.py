@@ -41,6 +41,20 @@ def k3_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
     return torch.exp(log_ratio) - log_ratio - 1
 
 
+def weigh_and_aggregate(per_token: torch.Tensor, logprobs: torch.Tensor, mask: torch.Tensor, ref_logprobs, beta: float,
+                        is_weights, aggregation: str, batch_sequences, batch_tokens, max_tokens):
+    """What every policy loss does with its ``[B, T]`` surrogate: the rollout correction's weights on it, GRPO's KL
+    term added (``beta * D_KL``), the aggregation. Returns ``(loss, kl [B, T])``."""
+    if is_weights is not None:
+        per_token = per_token * is_weights  # [B, T]
+    kl = k3_kl(logprobs, ref_logprobs) if ref_logprobs is not None else torch.zeros_like(logprobs)  # [B, T]
+    if beta:
+        per_token = per_token + beta * kl
+    loss = aggregate(per_token, mask, aggregation, batch_sequences or logprobs.shape[0],
+                     batch_tokens or int(mask.sum().item()), max_tokens or logprobs.shape[1])
+    return loss, kl
+
+
 def policy_loss(
     logprobs: torch.Tensor,  # [B, T] log pi_theta(o_t | q, o_<t), with grad
     old_logprobs: torch.Tensor,  # [B, T] same under the policy that sampled the rollouts
@@ -67,20 +81,13 @@ def policy_loss(
     (``rollout_correction``), 1 without it.
     """
     mask = mask.float()
-    batch_sequences = batch_sequences or logprobs.shape[0]
-    batch_tokens = batch_tokens or int(mask.sum().item())
-    max_tokens = max_tokens or logprobs.shape[1]
     adv = advantages[:, None] if advantages.ndim == 1 else advantages  # [B, 1] or [B, T]
     ratio = torch.exp(logprobs - old_logprobs)  # [B, T]
     unclipped = ratio * adv  # [B, T]
     clipped = torch.clamp(ratio, 1 - clip_low, 1 + clip_high) * adv  # [B, T]
     per_token = -torch.minimum(unclipped, clipped)  # [B, T]
-    if is_weights is not None:
-        per_token = per_token * is_weights  # [B, T]
-    kl = k3_kl(logprobs, ref_logprobs) if ref_logprobs is not None else torch.zeros_like(logprobs)  # [B, T]
-    if beta:
-        per_token = per_token + beta * kl
-    loss = aggregate(per_token, mask, aggregation, batch_sequences, batch_tokens, max_tokens)
+    loss, kl = weigh_and_aggregate(per_token, logprobs, mask, ref_logprobs, beta, is_weights, aggregation,
+                                   batch_sequences, batch_tokens, max_tokens)
 
     with torch.no_grad():
         is_clipped = ((ratio < 1 - clip_low) & (adv < 0)) | ((ratio > 1 + clip_high) & (adv > 0))  # [B, T]
@@ -122,13 +129,8 @@ def gspo_loss(
     adv = advantages[:, None]  # [B, 1]
     per_sequence = -torch.minimum(ratio * adv, torch.clamp(ratio, 1 - clip_low, 1 + clip_high) * adv)  # [B, 1]
     per_token = per_sequence.expand_as(logprobs)  # [B, T] the sequence's loss on each of its tokens
-    if is_weights is not None:
-        per_token = per_token * is_weights
-    kl = k3_kl(logprobs, ref_logprobs) if ref_logprobs is not None else torch.zeros_like(logprobs)  # [B, T]
-    if beta:
-        per_token = per_token + beta * kl
-    loss = aggregate(per_token, mask, aggregation, batch_sequences or logprobs.shape[0],
-                     batch_tokens or int(mask.sum().item()), max_tokens or logprobs.shape[1])
+    loss, kl = weigh_and_aggregate(per_token, logprobs, mask, ref_logprobs, beta, is_weights, aggregation,
+                                   batch_sequences, batch_tokens, max_tokens)
     with torch.no_grad():
         is_clipped = ((ratio < 1 - clip_low) & (adv < 0)) | ((ratio > 1 + clip_high) & (adv > 0))  # [B, 1]
         metrics = {"clip_fraction": masked_mean(is_clipped.float().expand_as(mask), mask), "kl": masked_mean(kl, mask),
@@ -167,13 +169,8 @@ def cispo_loss(
     ratio = torch.exp(logprobs - old_logprobs)  # [B, T]
     weight = torch.clamp(ratio, max=1 + clip_high).detach()  # [B, T]
     per_token = -weight * adv * logprobs  # [B, T]
-    if is_weights is not None:
-        per_token = per_token * is_weights
-    kl = k3_kl(logprobs, ref_logprobs) if ref_logprobs is not None else torch.zeros_like(logprobs)  # [B, T]
-    if beta:
-        per_token = per_token + beta * kl
-    loss = aggregate(per_token, mask, aggregation, batch_sequences or logprobs.shape[0],
-                     batch_tokens or int(mask.sum().item()), max_tokens or logprobs.shape[1])
+    loss, kl = weigh_and_aggregate(per_token, logprobs, mask, ref_logprobs, beta, is_weights, aggregation,
+                                   batch_sequences, batch_tokens, max_tokens)
     with torch.no_grad():
         is_clipped = (ratio > 1 + clip_high) & (adv > 0)  # [B, T] as TRL counts it
         metrics = {"clip_fraction": masked_mean(is_clipped.float(), mask), "kl": masked_mean(kl, mask),

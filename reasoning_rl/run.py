@@ -222,8 +222,8 @@ def announce(run: Run, pools: list[list[Problem]]) -> None:
     loss = getattr(cfg, "loss_type", None)
     native = native_bf16(dist.device.type)
     precision = "bf16 autocast" if cfg.autocast and native else "float32" + ("" if native or not cfg.autocast else
-                                                                             ": bf16 is not native on this CPU")
-    print(f"model {cfg.model} on {dist.world} process{'es' if dist.world > 1 else ''} ({dist.device}; {precision}); "
+                                                                             " (bf16 is not native on this CPU)")
+    print(f"model {cfg.model} on {dist.world} process{'es' if dist.world > 1 else ''} ({dist.device}, {precision}); "
           f"{cfg.prompts_per_step} prompts x {cfg.group_size} completions per step, temperature {cfg.temperature:g}, "
           f"up to {cfg.max_new_tokens} new tokens; {cfg.steps} step{'s' if cfg.steps > 1 else ''} at lr {cfg.lr:g}"
           + (f", {loss} loss" if loss else ""))

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import reasoning_rl.advantage_estimators as estimators
-import reasoning_rl.policy_gradient as policy_gradient
+import reasoning_rl.losses as losses
 from reasoning_rl.advantage_estimators import GAECritic, GroupRelative
 from reasoning_rl.models import load_policy, load_tokenizer
 from reasoning_rl.policy_gradient import PolicyGradient, PolicyGradientConfig
@@ -53,7 +53,8 @@ def test_every_parameter_and_batch_tensor_is_on_the_accelerator_device(tiny_mode
             return loss(*args, **kwargs)
         return wrapper
 
-    monkeypatch.setattr(policy_gradient, "policy_loss", watched(policy_gradient.policy_loss))
+    # the update takes its loss from losses.POLICY_LOSSES when it is set up
+    monkeypatch.setitem(losses.POLICY_LOSSES, "clipped", watched(losses.POLICY_LOSSES["clipped"]))
     monkeypatch.setattr(estimators, "value_loss", watched(estimators.value_loss))
     policy = load_policy(str(tiny_model)).to(dist.device)
     # GRPO with a KL term (reference log-probs), mu = 2 (old log-probs) and the shared-prompt forward; PPO with its critic

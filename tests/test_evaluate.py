@@ -68,12 +68,13 @@ def test_compare_evals_table_and_plot(tmp_path):
     for name, p1, p4 in (("base", 0.1, 0.3), ("grpo", 0.4, 0.6)):
         folder = tmp_path / name
         folder.mkdir()
-        summary = {"benchmark": "gsm8k", "n_problems": 8, "n_samples": 4, "pass@1": p1, "pass@4": p4, "mean_completion_tokens": 50}
+        summary = {"benchmark": "gsm8k", "n_problems": 8, "n_samples": 4, "pass@1": p1, "pass@4": p4, "mean_completion_tokens": 50,
+                   "temperature": 1.0}
         (folder / "summary.json").write_text(json.dumps(summary))
         (folder / "samples.jsonl").write_text("".join(json.dumps({"id": f"q{i}", "correct": c, "completions": ["..."] * 4}) + "\n" for i, c in enumerate(right[name])))
     cfg = parse_config(compare_evals.Config, [str(tmp_path / "base"), str(tmp_path / "grpo"), "--output-dir", str(tmp_path / "cmp")])
     table = compare_evals.main(cfg)
-    assert "| grpo | gsm8k | 8 | 4 | 40.0% | 60.0% | 50 |" in table
+    assert "| grpo | gsm8k | 8 | 4 | 1 | 40.0% | 60.0% | 50 |" in table  # the temperature the samples were drawn at
     # paired on the 7 problems both graded: per-problem pass@1 differences 0.75, 0.5 and five zeros
     paired = json.loads((tmp_path / "cmp" / "paired.json").read_text())
     assert len(paired) == 1 and paired[0]["problems"] == 7 and paired[0]["difference"] == pytest.approx(1.25 / 7)

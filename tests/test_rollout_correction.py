@@ -218,7 +218,7 @@ def test_stale_corrected_run_on_the_embedded_model_measures_the_mismatch(tmp_pat
     out = tmp_path / "run"
     command = [sys.executable, str(ROOT / "scripts" / "train_grpo.py"), "--steps", "3", "--prompts-per-step", "2",
                "--group-size", "4", "--max-new-tokens", "16", "--eval-problems", "4", "--eval-samples", "0",
-               "--eval-every", "0", "--save-every", "2", "--vllm-memory-fraction", "0.1", "--no-tensorboard",
+               "--eval-every", "0", "--save-every", "2", "--keep-checkpoints", "2", "--vllm-memory-fraction", "0.1", "--no-tensorboard",
                "--rollout-staleness", "1", "--rollout-correction", "token_tis", "--output-dir", str(out)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -105,12 +105,16 @@ def _convert_embedded(name: str) -> Path:
     the second waits, then finds the first one's folder.
     """
     import fcntl
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
     target = cache_dir() / name
     gguf = _gguf_path(name)
     package = EMBEDDED_MODELS[name][0].replace("_", "-")
-    stamp = {"package": package, "version": version(package), "file": gguf.name, "size": gguf.stat().st_size}
+    try:
+        package_version = version(package)
+    except PackageNotFoundError:  # a package without metadata (a source tree): the file's name and size still say it
+        package_version = None
+    stamp = {"package": package, "version": package_version, "file": gguf.name, "size": gguf.stat().st_size}
     marker = target / _DONE_MARKER
     if marker.exists() and json.loads(marker.read_text()) == stamp:
         return target

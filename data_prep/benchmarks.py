@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 from data_prep import checks
+from data_prep.own_data import label_of
 from data_prep.problems import Problem, read_jsonl
 from rewards.extract import boxed_answer
 
@@ -139,7 +140,7 @@ def load_problems(
 
 def data_label(name: str, path) -> str:
     """How results are named: the benchmark, or for ``jsonl`` the file's stem or the Hub data set's name."""
-    return name if name != "jsonl" else Path(str(path)).stem if str(path).endswith(".jsonl") else str(path).split("/")[-1]
+    return name if name != "jsonl" else label_of(str(path))
 
 
 def _load(name: str, split: str, path, limit: int | None, strict: bool) -> list[Problem]:

@@ -18,6 +18,7 @@ each row's id: disjoint from the training rows, and the same in every run with t
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,6 +111,14 @@ def carve_heldout(problems: list[Problem], fraction: float, seed: int) -> tuple[
 
 def load_own(data: OwnData, split: str) -> list[Problem]:
     """The training (``split="train"``) or held-out (``"test"``) problems of ``data``."""
+    train, heldout = split_own(data)
+    return list(train if split == "train" else heldout)
+
+
+@functools.lru_cache(maxsize=4)
+def split_own(data: OwnData) -> tuple[tuple[Problem, ...], tuple[Problem, ...]]:
+    """``(train, heldout)``, read once per ``OwnData`` (the trainer asks for both splits; a file's malformed rows are
+    reported once)."""
     problems = read_rows(data.path, data, data.label)
     if data.heldout_path:
         train, heldout = problems, read_rows(data.heldout_path, data, label_of(data.heldout_path))
@@ -120,7 +129,7 @@ def load_own(data: OwnData, split: str) -> list[Problem]:
         train, heldout = carve_heldout(problems, data.heldout_fraction, data.seed)
     if not train:
         raise ValueError(f"{data.path}: every usable row is held out; nothing is left to train on")
-    return train if split == "train" else heldout
+    return tuple(train), tuple(heldout)
 
 
 def describe(data: OwnData, train: list[Problem], heldout: list[Problem]) -> str:

@@ -22,6 +22,7 @@ import torch
 
 from reasoning_rl.advantages import gae, group_relative, whiten
 from reasoning_rl.losses import value_loss
+from reasoning_rl.optim import clip_and_step
 from reasoning_rl.reward_model import TokenScores
 from reasoning_rl.rollout import per_token
 from runtime.distributed import SINGLE
@@ -165,11 +166,10 @@ class GAECritic:
         return {"value_loss": loss.item() * share, "value_clip_fraction": m["value_clip_fraction"] * share}
 
     def step(self) -> dict[str, float]:
-        norm = torch.nn.utils.clip_grad_norm_([p for p in self.critic.parameters() if p.requires_grad], self.max_grad_norm).item()
-        self.optimizer.step()
+        done = clip_and_step(self.optimizer, self.critic.parameters(), self.max_grad_norm)  # skipped if not finite
         self.scheduler.step()  # the critic's warm-up counts its optimizer steps
         self.optimizer.zero_grad(set_to_none=True)
-        return {"value_grad_norm": norm}
+        return {"value_grad_norm": done["grad_norm"], "value_nonfinite_steps": done["nonfinite_steps"]}
 
     def save(self, folder: Path) -> None:
         torch.save({"critic": self.critic.state_dict(), "optimizer": self.optimizer.state_dict(),

@@ -31,11 +31,16 @@ import torch
 @contextmanager
 def atomic_folder(target: Path) -> Iterator[Path]:
     """Yield an empty temporary folder beside ``target``; when the block ends, it replaces ``target``
-    in one rename, so a reader never sees a half-written folder (a killed writer leaves ``.name-*``)."""
+    in one rename, so a reader never sees a half-written folder (a killed writer leaves ``.name-*``; a write
+    that fails, for example on a full disk, removes its temporary folder and leaves ``target`` untouched)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private (700); a checkpoint gets the usual permissions
-    yield tmp
+    try:
+        yield tmp
+    except BaseException:  # a failed write (a full disk) leaves nothing behind, and ``target`` as it was
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if target.exists():
         shutil.rmtree(target)
     os.replace(tmp, target)

@@ -4,13 +4,13 @@ Every script ends with ``run(main, Config, __doc__)``. A ``UserError`` (a bad op
 file, an unknown model, a setting that cannot learn) is printed as ``error: ...`` with exit
 status 2 and no traceback; so is a ``SystemExit`` carrying a message. Ctrl-C exits with status
 130 (the trainer prints which checkpoint ``--resume`` would continue from). An output folder
-that this run created and that holds nothing yet is removed when the start fails.
+that this run created and that holds nothing yet is removed when the start fails, and the
+folder's lock is let go of when ``main`` returns.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import sys
 import warnings
@@ -19,10 +19,12 @@ from typing import Callable
 
 from reasoning_rl.config import parse_config
 from runtime.errors import UserError
+from runtime.run_folder import LOCK_NAME, release_all
 
 
 def _created_and_empty(folder: Path | None, existed: bool) -> bool:
-    return folder is not None and not existed and folder.is_dir() and not any(folder.iterdir())
+    """This run made ``folder`` and put nothing in it but its lock."""
+    return folder is not None and not existed and folder.is_dir() and all(p.name == LOCK_NAME for p in folder.iterdir())
 
 
 def run(main, config_cls, description: str | None = None, argv: list[str] | None = None):
@@ -47,19 +49,8 @@ def run(main, config_cls, description: str | None = None, argv: list[str] | None
         if _created_and_empty(output, existed):
             shutil.rmtree(output, ignore_errors=True)
         sys.exit(130)
-
-
-def check_output_dir(folder: str | Path) -> Path:
-    """The output folder, created if needed; a ``UserError`` naming it when it cannot be written."""
-    path = Path(folder)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / f".write-test-{os.getpid()}"  # one per process: ranks check the same folder at once
-        probe.write_text("")
-        probe.unlink()
-    except OSError as error:
-        raise UserError(f"cannot write the output folder {path}: {error.strerror or error}") from None
-    return path
+    finally:
+        release_all()  # the output folder's lock (``runtime.run_folder``), for a later run in this process
 
 
 # Rules for option values, by field name: (test, what the value must be). Every entry point checks its options against

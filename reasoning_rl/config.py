@@ -12,6 +12,7 @@ and do not name an output folder: it becomes the trainer's default plus the pres
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ import tyro
 import yaml
 
 from rewards import TRAIN_TIMEOUT
+from runtime.errors import UserError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -35,8 +37,20 @@ def load_preset(name_or_path: str) -> dict:
 
 
 def parse_config(cls, argv: list[str] | None = None, description: str | None = None):
-    """Parse ``argv`` into ``cls``; a ``--preset`` flag, if present, supplies the defaults."""
+    """Parse ``argv`` into ``cls``; a ``--preset`` flag, if present, supplies the defaults. A run that resumes
+    (``--resume``, or ``--auto-resume`` with a checkpoint) takes its saved settings as the defaults instead
+    (``resumed_config``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    defaults = preset_defaults(cls, argv)  # takes --preset NAME out of argv
+    if not defaults:  # no preset: tyro's own defaults (and required fields stay required)
+        cfg = tyro.cli(cls, args=argv, description=description)
+    else:
+        cfg = tyro.cli(cls, args=argv, default=cls(**defaults), description=description)
+    return resumed_config(cls, cfg, argv, defaults, description)
+
+
+def preset_defaults(cls, argv: list[str]) -> dict:
+    """The defaults that ``--preset NAME`` in ``argv`` sets (removing it from ``argv``); {} without one."""
     defaults = {}
     if "--preset" in argv:
         i = argv.index("--preset")
@@ -54,9 +68,57 @@ def parse_config(cls, argv: list[str] | None = None, description: str | None = N
             defaults["output_dir"] = f"{fields['output_dir'].default}_{Path(preset).stem}"
         if "preset" in fields:  # recorded in config.json
             defaults["preset"] = preset
-    if not defaults:  # no preset: tyro's own defaults (and required fields stay required)
-        return tyro.cli(cls, args=argv, description=description)
-    return tyro.cli(cls, args=argv, default=cls(**defaults), description=description)
+    return defaults
+
+
+# What a resumed run may change; it is recorded in config.json's "resumes". Every other option is the run's own: a
+# resumed run continues with it (from config.json), and a flag that would change it is refused.
+MAY_CHANGE_ON_RESUME = frozenset({
+    "steps", "time_limit", "eval_every", "sample_every", "save_every", "keep_checkpoints", "optimizer_state",
+    "log_completions", "tensorboard", "resume", "auto_resume", "overwrite", "output_dir", "preset", "eval_before",
+    "vllm_memory_fraction", "vllm_enforce_eager"})
+
+
+def saved_config(cfg) -> dict | None:
+    """The settings of the run that ``cfg`` resumes (its ``config.json``), or None: not resuming, or nothing to resume
+    (no checkpoint that holds the optimizer state, so ``--auto-resume`` starts a new run)."""
+    if not (getattr(cfg, "resume", False) or getattr(cfg, "auto_resume", False)):
+        return None
+    out = Path(cfg.output_dir)
+    if not (out / "config.json").exists() or not any((out / "checkpoints").glob("step_*/training_state.pt")):
+        return None
+    try:
+        return json.loads((out / "config.json").read_text())
+    except (OSError, ValueError) as error:
+        raise UserError(f"--resume: cannot read the run's settings in {out / 'config.json'}: {error}") from None
+
+
+def changed_settings(saved: dict, cfg) -> dict[str, tuple]:
+    """{option: (saved value, value in ``cfg``)} for each of ``cfg``'s options that differs from ``saved``."""
+    changed = {}
+    for f in dataclasses.fields(cfg):
+        if f.name in saved:
+            old, new = saved[f.name], getattr(cfg, f.name)
+            if (tuple(old) if isinstance(old, list) else old) != new:
+                changed[f.name] = (old, new)
+    return changed
+
+
+def resumed_config(cls, cfg, argv: list[str], defaults: dict, description: str | None):
+    """``cfg`` for a new run; for a resumed one, the run's saved settings with ``argv``'s flags on top, and a
+    ``UserError`` naming every flag that would change what the run trains (anything not in ``MAY_CHANGE_ON_RESUME``)."""
+    saved = saved_config(cfg)
+    if saved is None:
+        return cfg
+    names = {f.name for f in dataclasses.fields(cls)}
+    own = {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in names}
+    resumed = tyro.cli(cls, args=argv, default=cls(**{**own, **defaults}), description=description)
+    refused = {k: v for k, v in changed_settings(saved, resumed).items() if k not in MAY_CHANGE_ON_RESUME}
+    if refused:
+        flags = "; ".join(f"--{k.replace('_', '-')} {new!r} (the run has {old!r})" for k, (old, new) in refused.items())
+        raise UserError(f"--resume continues the run in {cfg.output_dir} with its own settings, and these would change "
+                        f"what it trains: {flags}. Drop them, or start a new run (another --output-dir, or --overwrite)")
+    return resumed
 
 
 @dataclass
@@ -212,9 +274,14 @@ class RLConfig:
     """Which kept checkpoints hold AdamW's state, needed to --resume: newest, all, or none (the checkpoints are then
     models only, a third of the size, and the run cannot be resumed)."""
     resume: bool = False
-    """Continue from the newest checkpoint in output_dir; an error when there is none."""
+    """Continue from the newest checkpoint in output_dir, with the run's own settings (config.json); flags that would
+    change what it trains are refused, --steps, --time-limit, logging and evaluation cadence may change."""
     auto_resume: bool = False
-    """Continue from the newest checkpoint in output_dir if there is one, else start a new run (and say which)."""
+    """Continue from the newest checkpoint in output_dir if there is one, else start a new run (and say which; what
+    a run killed before its first checkpoint left there is moved aside to a dated folder beside it)."""
+    overwrite: bool = False
+    """Start a new run in an output_dir that holds another run: the old run is moved aside to a dated folder beside
+    it (runs/grpo.2026-12-02T13-05-11), never deleted. Without it (or --resume), such a folder is refused."""
     seed: int = 0
     """Seeds data order, torch and the vLLM engine."""
     tensorboard: bool = True

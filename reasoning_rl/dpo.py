@@ -21,6 +21,7 @@ import torch
 
 from reasoning_rl.logprobs import completion_logprobs, device_of
 from reasoning_rl.losses import dpo_loss
+from reasoning_rl.optim import clip_and_step
 from reasoning_rl.rollout import Rollouts
 from runtime.distributed import SINGLE, Dist, zero_backward
 
@@ -118,11 +119,11 @@ class DPOUpdate:
         for _ in range(self.epochs):
             self.optimizer.zero_grad(set_to_none=True)
             epoch = self.one_pass(rollouts, pairs, ref, train=True)
-            epoch["grad_norm"] = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm).item()
-            self.optimizer.step()
+            epoch.update(clip_and_step(self.optimizer, self.policy.parameters(), self.max_grad_norm))
             for key, value in epoch.items():
                 sums[key] = sums.get(key, 0.0) + value
         metrics.update({f"train/{k}": v / self.epochs for k, v in sums.items()})
+        metrics["train/nonfinite_steps"] = sums["nonfinite_steps"]  # a count, not a mean
         return metrics
 
     @torch.no_grad()

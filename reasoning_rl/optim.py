@@ -1,10 +1,14 @@
-"""What a trainer sets up before its loop: seeds, AdamW with warm-up, seeded epoch orders."""
+"""What a trainer sets up before its loop (seeds, AdamW with warm-up, seeded epoch orders), and the guarded step."""
 
 from __future__ import annotations
 
 import random
+import warnings
 
 import torch
+
+# A step skipped for a non-finite gradient (``clip_and_step``) is on purpose; the scheduler still counts it.
+warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before `optimizer.step\(\)`")
 
 
 def seed_everything(seed: int) -> None:
@@ -29,3 +33,18 @@ def make_optimizer(model, lr: float, weight_decay: float, warmup_steps: int):
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=(0.9, 0.99), fused=fused)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / (warmup_steps + 1)))
     return optimizer, scheduler
+
+
+def clip_and_step(optimizer, parameters, max_norm: float) -> dict[str, float]:
+    """Clip the gradients to ``max_norm`` and apply them, unless their norm is not finite (a NaN or infinite loss or
+    gradient): then the gradients are dropped and the weights and AdamW's moments stay as they were. DDP has already
+    averaged the gradients, so every rank sees the same norm and skips alike.
+
+    Returns ``grad_norm`` and ``nonfinite_steps`` (1 for a skipped step), which the trainers log.
+    """
+    norm = torch.nn.utils.clip_grad_norm_([p for p in parameters if p.requires_grad], max_norm)
+    if not torch.isfinite(norm):
+        optimizer.zero_grad(set_to_none=True)
+        return {"grad_norm": norm.item(), "nonfinite_steps": 1.0}
+    optimizer.step()
+    return {"grad_norm": norm.item(), "nonfinite_steps": 0.0}

@@ -20,6 +20,7 @@ from reasoning_rl.advantage_estimators import AdvantageEstimator
 from reasoning_rl.config import RLConfig
 from reasoning_rl.logprobs import supports_shared_prompt
 from reasoning_rl.losses import POLICY_LOSSES, rollout_correction
+from reasoning_rl.optim import clip_and_step
 from reasoning_rl.rollout import Rollouts, encode_prompts, micro_batches, rollout_logprobs, row_logprobs
 from runtime.distributed import SINGLE, Dist, zero_backward
 
@@ -52,6 +53,11 @@ class PolicyGradientConfig(RLConfig):
     """Encode each group's prompt once per optimizer step and let its completions attend to it (Prefix Grouper's
     shared-prefix forward): the same log-probs and gradients for fewer prompt tokens. Off with gradient
     checkpointing or sliding-window attention (the run says so)."""
+    shared_prompt_scope: str = "step"
+    """micro_batch: each micro-batch encodes the prompts of its own groups and back-propagates through them with its
+    rows, so memory is bounded by the micro-batch (a group split over two micro-batches has its prompt encoded twice).
+    step: every trained group's prompt once per optimizer step, its graph held until the last micro-batch: fewer
+    prompt tokens, but memory grows with the number of groups trained (see docs/efficiency.md)."""
 
 
 @dataclass
@@ -145,6 +151,7 @@ class PolicyGradient:
                     sums[key] = sums.get(key, 0.0) + value
                 n_steps += 1
         metrics.update({k if "/" in k else f"train/{k}": v / n_steps for k, v in sums.items()})
+        metrics["train/nonfinite_steps"] = sums["nonfinite_steps"]  # a count, not a mean
         metrics["train/rows_skipped"] = int(skip.sum())
         return metrics
 
@@ -173,8 +180,7 @@ class PolicyGradient:
         prompts.backward()
         self.join_if_idle(batches)
         fill_missing_gradients(self.policy)
-        sums["grad_norm"] = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm).item()
-        self.optimizer.step()
+        sums.update(clip_and_step(self.optimizer, self.policy.parameters(), cfg.max_grad_norm))  # skipped if not finite
         return {**sums, **self.estimator.step()}
 
     # ---- the machinery around the step, one concern each ----
@@ -259,17 +265,19 @@ class PolicyGradient:
 class PromptEncoding:
     """How one optimizer step's rows get their prompts.
 
-    With ``--shared-prompt`` each group's prompt is encoded once (Prefix Grouper's shared-prefix forward): for the
-    whole step in one process, back-propagated once after the last micro-batch; per micro-batch with several
-    ranks, so that each micro-batch is one forward and one backward through DDP. Without, every row encodes its
-    own prompt. All three give the same log-probs and gradients.
+    With ``--shared-prompt`` each group's prompt is encoded once (Prefix Grouper's shared-prefix forward): per
+    micro-batch, in the micro-batch's own forward and backward (the default ``--shared-prompt-scope micro_batch``,
+    and always with several ranks, so that each micro-batch is one forward and one backward through DDP); or, with
+    ``--shared-prompt-scope step`` in one process, once for the whole step, back-propagated once after the last
+    micro-batch (its graph held meanwhile). Without, every row encodes its own prompt. All give the same log-probs
+    and gradients.
     """
 
     def __init__(self, update: PolicyGradient, rollouts: Rollouts, kept: list[int]):
         cfg, self.update, self.rollouts = update.cfg, update, rollouts
         self.pad = update.tokenizer.pad_token_id
         self.step_prompts = None
-        if update.shared_prompt and kept and update.dist.world == 1:
+        if update.shared_prompt and kept and update.dist.world == 1 and cfg.shared_prompt_scope == "step":
             self.step_prompts = encode_prompts(update.policy, rollouts, kept, self.pad, cfg.autocast, cfg.micro_batch_size,
                                                separate_backward=True)
 

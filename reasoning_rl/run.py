@@ -19,8 +19,7 @@ import torch
 from data_prep import Problem
 from data_prep.own_data import OwnData, describe
 from reasoning_rl.checkpoint import latest_checkpoint, load_training_state
-from reasoning_rl.cli import check_output_dir
-from reasoning_rl.config import RLConfig
+from reasoning_rl.config import RLConfig, changed_settings
 from reasoning_rl.generation import Generator, make_generator
 from reasoning_rl.heldout import held_out_accuracy
 from reasoning_rl.models import frozen_copy, load_policy, load_tokenizer, prepare_policy, resolve_model
@@ -35,6 +34,7 @@ from reasoning_rl.tracking import MetricsLogger
 from rewards import parse_weights
 from runtime.distributed import SINGLE, Dist, native_bf16
 from runtime.errors import UserError, as_user_error
+from runtime.run_folder import claim, claim_on_ranks
 
 
 class Update(Protocol):
@@ -99,10 +99,10 @@ def start_run(cfg: RLConfig, update: Update, algorithm: str) -> Run:
     untrained policy."""
     dist = Dist.start()
     check_settings(cfg, update, algorithm, dist)
+    out = claim_on_ranks(dist, lambda: claim_run_folder(cfg))
     tasks, pools, heldout, reward_weights = load_data(cfg)
     model_path = resolve_model(cfg.model)
-    checkpoint = find_checkpoint(Path(cfg.output_dir), cfg, dist)
-    out = check_output_dir(cfg.output_dir)
+    checkpoint = find_checkpoint(out, cfg, dist)
     seed_everything(cfg.seed)
     start_time = time.perf_counter()
     scorer = load_scorer(cfg, dist)
@@ -126,8 +126,7 @@ def start_run(cfg: RLConfig, update: Update, algorithm: str) -> Run:
               logger=MetricsLogger(out, state.step, cfg.tensorboard, enabled=dist.is_main), state=state,
               buffer=RolloutBuffer.load(checkpoint, cfg.rollout_staleness, dist), start_time=start_time)
     if dist.is_main:
-        (out / "config.json").write_text(json.dumps({"algorithm": algorithm, **dataclasses.asdict(cfg),
-                                                     "processes": dist.world}, indent=2))
+        write_config(out, cfg, algorithm, dist.world, state.step if checkpoint else None)
         announce(run, pools)
     if not state.before and cfg.eval_before:
         dist.print(f"evaluating the untrained policy on {cfg.eval_problems} held-out problems per task ...")
@@ -158,6 +157,37 @@ def own_data(cfg: RLConfig) -> OwnData | None:
     if "jsonl" not in cfg.task.split("+") or cfg.data_path is None:
         return None
     return OwnData(cfg.data_path, cfg.heldout_path, cfg.heldout_fraction, cfg.question_field, cfg.answer_field, cfg.seed)
+
+
+def run_contents(folder: Path) -> str | None:
+    """What of a training run ``folder`` holds ("checkpoints up to step 24, metrics.jsonl, results.json"), or None."""
+    found = []
+    if steps := sorted((folder / "checkpoints").glob("step_*")):
+        found.append(f"checkpoints up to step {int(steps[-1].name.removeprefix('step_'))}")
+    found += [name for name in ("metrics.jsonl", "results.json") if (folder / name).exists() and (folder / name).stat().st_size]
+    return ", ".join(found) or None
+
+
+def claim_run_folder(cfg: RLConfig) -> Path:
+    """Lock the output folder for this run (``runtime.run_folder``). A new run into another run's folder is refused
+    unless ``--overwrite``; ``--auto-resume`` with nothing to resume moves what a run killed before its first
+    checkpoint left aside, and starts anew."""
+    out = Path(cfg.output_dir)
+    return claim(out, run_contents, resume=cfg.resume or bool(cfg.auto_resume and latest_checkpoint(out)),
+                 overwrite=cfg.overwrite or cfg.auto_resume, resume_flags="--resume (or --auto-resume)")
+
+
+def write_config(out: Path, cfg: RLConfig, algorithm: str, processes: int, resumed_at: int | None) -> None:
+    """``config.json``: every setting; a resumed run adds to its ``resumes`` the step it resumed at and the settings
+    it changed (``--steps``, ``--time-limit``, cadences: what ``MAY_CHANGE_ON_RESUME`` allows)."""
+    path = out / "config.json"
+    saved = json.loads(path.read_text()) if resumed_at is not None and path.exists() else {}
+    resumes = saved.get("resumes", [])
+    if resumed_at is not None:
+        changed = {k: list(v) for k, v in changed_settings(saved, cfg).items() if k not in ("resume", "auto_resume")}
+        resumes.append({"at_step": resumed_at, "changed": changed})
+    blob = {"algorithm": algorithm, **dataclasses.asdict(cfg), "processes": processes}
+    path.write_text(json.dumps({**blob, "resumes": resumes} if resumes else blob, indent=2))
 
 
 def find_checkpoint(out: Path, cfg: RLConfig, dist: Dist = SINGLE) -> Path | None:

@@ -10,7 +10,8 @@ from runtime.distributed import SINGLE, Dist
 from runtime.errors import UserError
 
 CHOICES = {"template": tuple(TEMPLATES), "backend": ("vllm", "hf"), "optimizer_state": ("newest", "all", "none"),
-           "loss_aggregation": LOSS_AGGREGATIONS, "loss_type": tuple(POLICY_LOSSES), "rollout_correction": ROLLOUT_CORRECTIONS}
+           "loss_aggregation": LOSS_AGGREGATIONS, "loss_type": tuple(POLICY_LOSSES), "rollout_correction": ROLLOUT_CORRECTIONS,
+           "shared_prompt_scope": ("micro_batch", "step")}
 GROUP_REASON = {
     "grpo": "its advantage is a reward relative to the group's mean, so a group of one never has a gradient",
     "dpo": "its pairs are a correct and an incorrect completion of the same prompt",

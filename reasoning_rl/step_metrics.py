@@ -8,7 +8,7 @@ from reasoning_rl.advantages import zero_std_groups
 from reasoning_rl.rollout import Rollouts
 from reasoning_rl.run import Run
 from reasoning_rl.sampling import Batch
-from reasoning_rl.tracking import peak_memory_gib
+from reasoning_rl.tracking import peak_memory_gib, step_memory_gib
 from rewards import audit_metrics
 from runtime.distributed import Dist
 
@@ -36,6 +36,7 @@ def step_metrics(run: Run, batch: Batch, train_metrics: dict[str, float]) -> dic
         "throughput/sampled_tokens_per_s": lengths.sum().item() / max(seconds["generate"], 1e-9),
         "throughput/train_tokens_per_s": sum(map(len, batch.rollouts.completion_ids)) / max(seconds["train"], 1e-9),
         "memory/peak_gib": peak_memory_gib(),
+        **step_memory_gib(),
         **(level_metrics(run, batch) if run.cfg.curriculum else {}),
         **run.record.summary(),
     }

@@ -90,6 +90,24 @@ def peak_memory_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
+def step_memory_gib() -> dict[str, float]:
+    """The step's own memory: ``memory/step_peak_gib``, the peak since the previous call (CPU: the kernel's resident
+    high-water mark, reset after reading through ``/proc/self/clear_refs``; GPU: torch's peak allocated, reset), and
+    ``memory/rss_gib``, what the process holds now (CPU resident; GPU allocated). A peak that grows from step to step
+    is a leak or fragmentation; ``memory/peak_gib``, the run's maximum so far, cannot show that."""
+    if torch.cuda.is_available():
+        peak, now = torch.cuda.max_memory_allocated(), torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        return {"memory/step_peak_gib": peak / 2**30, "memory/rss_gib": now / 2**30}
+    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+    kib = {key: int(status[key].split()[0]) for key in ("VmHWM", "VmRSS")}
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current resident size (Linux 4.0+)
+    except OSError:
+        pass  # not allowed here: the peak is then the run's so far
+    return {"memory/step_peak_gib": kib["VmHWM"] / 2**20, "memory/rss_gib": kib["VmRSS"] / 2**20}
+
+
 def weights_sha256(model: torch.nn.Module) -> str:
     """A fingerprint of every weight's exact bytes: ranks that trained in step hold the same one."""
     digest = hashlib.sha256()

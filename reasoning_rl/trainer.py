@@ -18,7 +18,9 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,6 +37,7 @@ from reasoning_rl.sampling import Batch, collect_batch
 from reasoning_rl.step_metrics import reduce_over_ranks, step_metrics
 from reasoning_rl.tracking import (format_seconds, peak_memory_gib, read_metrics, weights_sha256, write_completions,
                                    write_samples)
+from runtime.errors import UserError
 
 
 def train(cfg: RLConfig, update: Update, algorithm: str) -> dict:
@@ -42,7 +45,7 @@ def train(cfg: RLConfig, update: Update, algorithm: str) -> dict:
     run = start_run(cfg, update, algorithm)
     done = run.state.step  # steps finished (a resumed run starts past its checkpoint)
     bar = tqdm(initial=done, total=cfg.steps, desc=algorithm, unit="step", disable=not run.dist.is_main)
-    with report_interrupt(run.out, bar):
+    with report_interrupt(run.out, bar), StopRequest() as stop:
         for step in range(done + 1, cfg.steps + 1):
             # 1-2. sample G completions per prompt in the engine, and score them (k steps ahead: --rollout-staleness)
             batch = run.buffer.next(lambda: collect_batch(run))
@@ -59,6 +62,8 @@ def train(cfg: RLConfig, update: Update, algorithm: str) -> dict:
             show_progress(bar, batch, metrics)
             if last:
                 break
+            if stop.agreed(run.dist):  # Ctrl-C: this step is done; keep it, then exit 130
+                stop_after(run, step)
             bar.update()
         bar.n = done  # the last step is drawn once, by close() (a log file would get it twice)
         bar.close()
@@ -74,6 +79,9 @@ def update_policy(run: Run, batch: Batch, step: int) -> dict[str, float]:
     if batch.groups:  # dynamic sampling can come back empty (on every rank)
         metrics.update(run.update(batch.rollouts, step))
         run.scheduler.step()
+    if metrics.get("train/nonfinite_steps") and run.dist.is_main:
+        tqdm.write(f"warning: step {step}: the loss or the gradient norm was not finite; the update was skipped "
+                   "(counted in train/nonfinite_steps)", file=sys.stderr)
     batch.seconds["train"] = time.perf_counter() - start
     return metrics
 
@@ -110,10 +118,56 @@ def checkpoint(run: Run, step: int) -> None:
         run.update.save(folder)
         RolloutBuffer.save(folder, pending)
 
+    failed = None
     if run.dist.is_main:
-        save_checkpoint(run.out, step, run.policy, run.tokenizer, run.optimizer, run.scheduler, run.state.to_json(),
-                        keep=run.cfg.keep_checkpoints, extra=extra, optimizer_state=run.cfg.optimizer_state)
-    run.dist.barrier()
+        try:
+            save_checkpoint(run.out, step, run.policy, run.tokenizer, run.optimizer, run.scheduler, run.state.to_json(),
+                            keep=run.cfg.keep_checkpoints, extra=extra, optimizer_state=run.cfg.optimizer_state)
+        except OSError as error:  # a full disk (ENOSPC), an I/O error: the previous checkpoint is untouched
+            latest = latest_checkpoint(run.out)
+            failed = (f"could not write the checkpoint of step {step} into {run.out / 'checkpoints'}: "
+                      f"{error.strerror or error}; " + (f"{latest} is intact, and --resume continues from it" if latest
+                                                        else "no earlier checkpoint was written"))
+    failed = run.dist.gather(failed)[0]  # every rank stops alike (and waits for rank 0's write)
+    if failed:
+        raise UserError(failed)
+
+
+def stop_after(run: Run, step: int) -> None:
+    """Ctrl-C: a checkpoint of the finished ``step`` (unless it has one), then exit 130 (``report_interrupt``)."""
+    if step % run.cfg.save_every:
+        checkpoint(run, step)
+    raise KeyboardInterrupt
+
+
+class StopRequest:
+    """Ctrl-C during the loop: the first lets the current step finish (then ``stop_after`` checkpoints it and the run
+    exits 130, so ``--resume`` loses no finished step); a second stops at once. Installed only where Ctrl-C is live:
+    in the main thread, and when SIGINT is not ignored."""
+
+    def __init__(self):
+        self.requested, self.installed, self.previous = False, False, None
+
+    def __enter__(self) -> "StopRequest":
+        self.previous = signal.getsignal(signal.SIGINT)
+        self.installed = threading.current_thread() is threading.main_thread() and self.previous is signal.default_int_handler
+        if self.installed:
+            signal.signal(signal.SIGINT, self.handle)
+        return self
+
+    def handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        tqdm.write("Ctrl-C: finishing this step, then saving a checkpoint (Ctrl-C again stops at once)", file=sys.stderr)
+
+    def __exit__(self, *exc) -> None:
+        if self.installed:
+            signal.signal(signal.SIGINT, self.previous)
+
+    def agreed(self, dist) -> bool:
+        """Some rank was asked to stop (every rank asks the others, so that all stop after the same step)."""
+        return any(dist.gather(self.requested)) if dist.world > 1 else self.requested
 
 
 def evaluate_held_out(run: Run, step: int, level: int, last: bool) -> dict[str, float]:
@@ -198,9 +252,13 @@ def print_summary(run: Run, report: dict) -> None:
 
 @contextmanager
 def report_interrupt(out: Path, bar):
-    """On Ctrl-C, one line saying which checkpoint ``--resume`` continues from; the exit status is 130 (``cli.run``)."""
+    """On Ctrl-C, one line saying which checkpoint ``--resume`` continues from; the exit status is 130 (``cli.run``).
+    A ``UserError`` in the loop (a checkpoint that cannot be written) closes the bar first, so it prints on its line."""
     try:
         yield
+    except UserError:
+        bar.close()
+        raise
     except KeyboardInterrupt:
         bar.close()  # drawn once, before the message (not again at exit)
         latest = latest_checkpoint(out)

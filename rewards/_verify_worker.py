@@ -12,6 +12,7 @@ the comparison that ``scripts/verify_quality.py --audit`` makes).
 import json
 import logging
 import math
+import signal
 import sys
 import warnings
 
@@ -44,6 +45,9 @@ def run(task: list) -> Verdict:
 
 
 def main() -> None:
+    # Ctrl-C in a terminal reaches the whole process group; the trainer finishes its step (and scores it) before it
+    # stops, so a worker must not die of it. The pool ends its workers itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     warnings.filterwarnings("ignore")
     logging.disable(logging.WARNING)  # math-verify logs every parse timeout
     import math_verify  # noqa: F401  (imported before "ready", so the first task is not slowed by it)

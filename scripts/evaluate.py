@@ -6,8 +6,10 @@
 
 Writes, per benchmark, ``OUT/<benchmark>/samples.jsonl`` (one line per problem: prompt,
 completions, extracted answers, correctness), ``summary.json`` and ``summary.md``. With one
-benchmark the files go straight into OUT. Started again with the same OUT, a run skips the
-problems already in samples.jsonl.
+benchmark the files go straight into OUT, with ``config.json`` (the settings). An interrupted
+evaluation started again with ``--resume`` skips the problems already in samples.jsonl; without
+it, a folder that holds another evaluation is refused (``--overwrite`` moves it aside), and a
+folder in use by a running evaluation is always refused.
 
 On several processes each rank starts its own engine and generates its share of the problems;
 rank 0 merges them into the same samples.jsonl and writes the summaries:
@@ -24,11 +26,13 @@ from pathlib import Path
 from data_prep import TEMPLATES, load_problems
 from data_prep.benchmarks import data_label
 from eval import evaluate
-from reasoning_rl.cli import check_options, check_output_dir, run
+from reasoning_rl.cli import check_options, run
+from reasoning_rl.config import changed_settings
 from reasoning_rl.generation import make_generator
 from reasoning_rl.models import load_policy, load_tokenizer, resolve_model
 from runtime.distributed import Dist
 from runtime.errors import UserError, as_user_error
+from runtime.run_folder import claim, claim_on_ranks
 
 
 @dataclass
@@ -61,7 +65,13 @@ class Config:
     drop_unparseable_references: bool = False
     """Drop problems whose reference answer math-verify cannot parse (they are always counted and reported)."""
     output_dir: str = "runs/eval"
-    """Output folder (resumable)."""
+    """Output folder (one evaluation per folder; see --resume and --overwrite)."""
+    resume: bool = False
+    """Continue the interrupted evaluation in output_dir: problems already in samples.jsonl are skipped. Settings that
+    change the samples (model, benchmark, data, template, n, temperature, top-p, max-new-tokens, seed, backend) must be
+    the evaluation's own; --limit, --k and --chunk-size may change."""
+    overwrite: bool = False
+    """Start anew in an output_dir that holds another evaluation: it is moved aside to a dated folder beside it."""
     backend: str = "vllm"
     """vllm, or hf (transformers generate)."""
     chunk_size: int = 256
@@ -118,6 +128,34 @@ def check_processes(cfg: Config, dist: Dist) -> None:
         raise UserError(f"--vllm-tensor-parallel-size {tp} needs --backend vllm and must divide the number of processes ({dist.world})")
 
 
+# What an evaluation resumed with --resume may change: which problems (--limit), what is reported, and chunking.
+MAY_CHANGE_ON_RESUME = frozenset({"limit", "k", "chunk_size", "resume", "overwrite", "output_dir", "vllm_memory_fraction",
+                                  "max_model_len", "vllm_tensor_parallel_size"})
+
+
+def eval_contents(folder: Path) -> str | None:
+    """What of an evaluation ``folder`` holds ("samples.jsonl, summary.json"), or None."""
+    found = sorted({p.name for pattern in ("samples*.jsonl", "summary.json", "*/samples*.jsonl", "*/summary.json")
+                    for p in folder.glob(pattern) if p.stat().st_size})
+    return ", ".join(found) or None
+
+
+def claim_eval_folder(cfg: Config) -> Path:
+    """Lock the output folder (``runtime.run_folder``); refuse another evaluation's folder unless ``--resume`` (with the
+    same sample settings as its config.json) or ``--overwrite``; write this evaluation's config.json."""
+    out = claim(cfg.output_dir, eval_contents, resume=cfg.resume, overwrite=cfg.overwrite)
+    path = out / "config.json"
+    if cfg.resume and path.exists():
+        changed = {k: v for k, v in changed_settings(json.loads(path.read_text()), cfg).items()
+                   if k not in MAY_CHANGE_ON_RESUME}
+        if changed:
+            flags = "; ".join(f"--{k.replace('_', '-')} {new!r} (it has {old!r})" for k, (old, new) in changed.items())
+            raise UserError(f"--resume: the evaluation in {out} was made with other settings: {flags}. Use them, or "
+                            "start a new evaluation (another --output-dir, or --overwrite)")
+    path.write_text(json.dumps(asdict(cfg), indent=2))
+    return out
+
+
 def load_benchmarks(cfg: Config) -> dict[str, list]:
     """label -> problems for each benchmark; a ``UserError`` for an unknown name or a file without usable rows."""
     loaded = {}
@@ -136,7 +174,7 @@ def main(cfg: Config) -> dict[str, dict]:
     check_processes(cfg, dist)
     benchmarks = load_benchmarks(cfg)
     model_path = resolve_model(cfg.model)
-    check_output_dir(cfg.output_dir)
+    claim_on_ranks(dist, lambda: claim_eval_folder(cfg))
 
     tokenizer = load_tokenizer(model_path)
     policy = load_policy(model_path).to(dist.device) if cfg.backend == "hf" else None

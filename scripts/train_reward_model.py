@@ -29,7 +29,7 @@ from reasoning_rl.checkpoint import atomic_folder
 from reasoning_rl.cli import check_options, run
 from reasoning_rl.losses import bradley_terry_loss
 from reasoning_rl.models import load_tokenizer, resolve_model
-from reasoning_rl.optim import epoch_order, make_optimizer, seed_everything
+from reasoning_rl.optim import clip_and_step, epoch_order, make_optimizer, seed_everything
 from reasoning_rl.reward_model import encode, freeze_lower_layers, load_reward_model, score_ids
 from reasoning_rl.tracking import MetricsLogger, format_seconds, peak_memory_gib, read_metrics
 from runtime.errors import UserError
@@ -134,11 +134,10 @@ def main(cfg: Config) -> dict:
         loss, m = bradley_terry_loss(scores[: len(chunk)], scores[len(chunk) :])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.max_grad_norm).item()
-        optimizer.step()
+        done = clip_and_step(optimizer, model.parameters(), cfg.max_grad_norm)  # skipped if not finite
         scheduler.step()
         metrics = {"train/loss": loss.item(), "train/accuracy": m["accuracy"], "train/margin": m["margin"],
-                   "train/grad_norm": grad_norm, "train/lr": scheduler.get_last_lr()[0], "time/step": time.perf_counter() - t0,
+                   "train/grad_norm": done["grad_norm"], "train/nonfinite_steps": done["nonfinite_steps"], "train/lr": scheduler.get_last_lr()[0], "time/step": time.perf_counter() - t0,
                    "memory/peak_gib": peak_memory_gib()}
         if (cfg.eval_every and step % cfg.eval_every == 0) or step == steps:
             metrics.update({f"heldout/{k}": v for k, v in pairwise_accuracy(model, heldout_ids, pad, 2 * cfg.batch_size, cfg.autocast).items()})

@@ -115,6 +115,28 @@ def test_killed_two_rank_run_resumes_on_two_ranks(tiny_model, tmp_path):
     assert steps_logged(tmp_path) == [1, 2, 3, 4, 5, 6]
 
 
+def test_two_ranks_share_one_lock_on_their_folder(tiny_model, tmp_path):
+    """Rank 0 holds the folder's lock for both ranks (the run proceeds); another run into the folder is refused."""
+    import psutil
+
+    process = subprocess.Popen(train_command(2, tiny_model, tmp_path, "--steps", "50"), env=ENV,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and not steps_logged(tmp_path) and process.poll() is None:
+            time.sleep(0.2)
+        assert steps_logged(tmp_path), process.stderr.read()[-3000:]  # both ranks took a step: neither was refused
+        holder = json.loads((tmp_path / ".lock").read_text())["pid"]
+        ranks = {p.pid for p in psutil.Process(process.pid).children()}
+        assert holder in ranks and len(ranks) == 2
+        other = subprocess.run([sys.executable, str(ROOT / "scripts" / "train_grpo.py"), "--output-dir", str(tmp_path)],
+                               env=ENV, capture_output=True, text=True, timeout=120)
+        assert other.returncode == 2 and f"pid {holder}" in other.stderr
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 def test_when_one_rank_dies_the_others_exit_nonzero_within_60_s(tiny_model, tmp_path):
     import psutil
 
@@ -149,7 +171,7 @@ def test_evaluate_on_two_ranks_gives_the_results_of_one(tiny_model, tmp_path, sh
     two.mkdir()
     left_over = {**single[2], "completions": ["kept from the killed run"], "correct": [0.0]}  # as a killed rank 1 left it
     (two / "samples.rank1.jsonl").write_text(json.dumps(left_over) + "\n")
-    run(torchrun(2, script, *args, "--output-dir", str(two)))
+    run(torchrun(2, script, *args, "--output-dir", str(two), "--resume"))
 
     merged = {r["id"]: r for r in map(json.loads, (two / "samples.jsonl").read_text().splitlines())}
     assert len(merged) == len((two / "samples.jsonl").read_text().splitlines()) == 7 and not list(two.glob("*.rank*"))

@@ -53,7 +53,9 @@ def test_killed_evaluation_resumes_without_regenerating(tiny_model, tmp_path, sh
     first = samples.read_text().splitlines()
     assert 4 <= len(first) < 12, f"not killed half-way: {len(first)} problems done"
 
-    subprocess.run(command, check=True, capture_output=True, timeout=300)
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=300)  # a new evaluation: refused
+    assert refused.returncode == 2 and "--resume" in refused.stderr
+    subprocess.run([*command, "--resume"], check=True, capture_output=True, timeout=300)
     lines = samples.read_text().splitlines()
     assert lines[: len(first)] == first  # finished problems were kept, not regenerated
     ids = [json.loads(line)["id"] for line in lines]

@@ -111,7 +111,7 @@ def test_time_limit_ends_the_run_with_a_checkpoint_and_resume_goes_on(tiny_model
     assert report["steps"] == 1 and read_steps(tmp_path / "metrics.jsonl") == [1]
     assert [p.name for p in (tmp_path / "checkpoints").glob("step_*")] == ["step_000001"]
     assert "arith:add_1d" in json.loads((tmp_path / "results.json").read_text())["after"]
-    report = run("--resume")
+    report = run("--resume", "--time-limit", "0")  # a resume keeps the run's settings; a time limit may change
     assert report["steps"] == 3 and read_steps(tmp_path / "metrics.jsonl") == [1, 2, 3]
 
 

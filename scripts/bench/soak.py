@@ -1,0 +1,135 @@
+"""Memory over a long run: does a step's peak memory grow with the steps?
+
+    python scripts/bench/soak.py --docs                       # 120 steps of the embedded model on GSM8K
+    python scripts/bench/soak.py --steps 20 --warmup 5 --output-dir runs/soak_quick
+
+One ``scripts/train_grpo.py`` run with the GSM8K preset's data, template and rewards, completions of varying
+length up to ``--max-new-tokens`` (256), and ``--beta 0.04``: the KL term gives every row a gradient, so every
+completion is forwarded and back-propagated at every step, whatever the rewards, and the work per step stays
+level while its shapes vary. Each step logs ``memory/step_peak_gib`` (the resident peak of that step alone: the
+kernel's high-water mark, reset after each step) and ``memory/rss_gib``. A line fitted to the step peaks after
+``--warmup`` steps gives the growth per 100 steps, in GiB and in percent of the fitted level at the first step
+after the warm-up; a leak or allocator fragmentation shows as a positive slope. The peak also depends on the
+longest micro-batch of the step, so the fit is reported beside the correlation of the peak with that length.
+
+Writes ``results_soak.json`` (``growth_percent_per_100_steps``, ``steps``, per-step values) and ``soak.png`` to
+``--output-dir``; ``--docs`` copies them to docs/ (the plot to docs/images/).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from reasoning_rl.cli import run
+from reasoning_rl.tracking import read_metrics
+from runtime.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Config:
+    steps: int = 120
+    """Steps of the run (at least 100 for the documented figure)."""
+    warmup: int = 10
+    """Steps left out of the fit (the allocator's and vLLM's first shapes)."""
+    max_new_tokens: int = 256
+    """Completion length limit: lengths vary up to it."""
+    prompts_per_step: int = 4
+    """Prompts per step."""
+    group_size: int = 4
+    """Completions per prompt."""
+    micro_batch_size: int = 16
+    """Rows per forward pass (the preset's 8 doubled, the setting that ran out of memory)."""
+    output_dir: str = "runs/soak"
+    """The training run goes to run/ below it, the summary and the plot beside it."""
+    extra: tuple[str, ...] = ()
+    """More flags for train_grpo.py (e.g. --extra=--no-autocast)."""
+    docs: bool = False
+    """Also copy the summary and the plot to docs/."""
+
+
+def fit(steps: list[int], values: list[float]) -> tuple[float, float]:
+    """Least-squares line ``value = level + slope * (step - steps[0])``: (level, slope per step)."""
+    n, x0 = len(steps), steps[0]
+    xs = [s - x0 for s in steps]
+    mx, my = sum(xs) / n, sum(values) / n
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, values)) / max(sum((x - mx) ** 2 for x in xs), 1e-12)
+    return my - slope * mx, slope
+
+
+def correlation(a: list[float], b: list[float]) -> float:
+    ma, mb = sum(a) / len(a), sum(b) / len(b)
+    cov = sum((x - ma) * (y - mb) for x, y in zip(a, b))
+    var = (sum((x - ma) ** 2 for x in a) * sum((y - mb) ** 2 for y in b)) ** 0.5
+    return cov / var if var else 0.0
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    per_step = results["per_step"]
+    fig, (memory, length) = plt.subplots(2, 1, figsize=(9, 6), sharex=True, layout="constrained")
+    memory.plot(per_step["step"], per_step["step_peak_gib"], label="peak of the step")
+    memory.plot(per_step["step"], per_step["rss_gib"], label="resident at the end of the step")
+    first = results["warmup"] + 1
+    xs = [s for s in per_step["step"] if s >= first]
+    memory.plot(xs, [results["fit_level_gib"] + results["fit_slope_gib_per_step"] * (s - first) for s in xs], "k--",
+                label=f"fit after warm-up: {results['growth_percent_per_100_steps']:+.2f} % per 100 steps")
+    memory.set_ylabel("GiB"), memory.legend(), memory.grid(alpha=0.3)
+    length.plot(per_step["step"], per_step["max_length"], color="tab:gray")
+    length.set_ylabel("longest completion"), length.set_xlabel("step"), length.grid(alpha=0.3)
+    fig.suptitle(f"memory over {results['steps']} steps ({results['settings']})")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(cfg: Config) -> dict:
+    if cfg.steps < cfg.warmup + 3:
+        raise UserError(f"--steps {cfg.steps}: needs at least --warmup + 3 ({cfg.warmup + 3}) to fit a slope")
+    out = Path(cfg.output_dir)
+    folder = out / "run"
+    flags = ["--preset", "gsm8k", "--steps", str(cfg.steps), "--time-limit", "0", "--max-new-tokens",
+             str(cfg.max_new_tokens), "--prompts-per-step", str(cfg.prompts_per_step), "--group-size",
+             str(cfg.group_size), "--micro-batch-size", str(cfg.micro_batch_size), "--beta", "0.04",
+             "--no-eval-before", "--eval-problems", "0", "--eval-every", "0", "--save-every", str(cfg.steps),
+             "--optimizer-state", "none", *cfg.extra]
+    command = [sys.executable, str(ROOT / "scripts" / "train_grpo.py"), *flags, "--output-dir", str(folder), "--overwrite"]
+    print(" ".join(command[1:]), flush=True)
+    if subprocess.run(command).returncode != 0:
+        raise UserError(f"the soak run failed (its output is above; its folder is {folder})")
+    steps = [m for m in read_metrics(folder) if "memory/step_peak_gib" in m]
+    per_step = {"step": [m["step"] for m in steps], "step_peak_gib": [m["memory/step_peak_gib"] for m in steps],
+                "rss_gib": [m["memory/rss_gib"] for m in steps], "max_length": [m["completions/max_length"] for m in steps]}
+    after = [i for i, s in enumerate(per_step["step"]) if s > cfg.warmup]
+    level, slope = fit([per_step["step"][i] for i in after], [per_step["step_peak_gib"][i] for i in after])
+    results = {"command": " ".join(sys.argv), "train_flags": flags, "steps": len(steps), "warmup": cfg.warmup,
+               "settings": f"GSM8K, {cfg.prompts_per_step}x{cfg.group_size} completions up to {cfg.max_new_tokens} "
+                           f"tokens, micro-batches of {cfg.micro_batch_size}",
+               "fit_level_gib": level, "fit_slope_gib_per_step": slope,
+               "growth_gib_per_100_steps": 100 * slope, "growth_percent_per_100_steps": 100 * 100 * slope / level,
+               "peak_vs_longest_completion_correlation": correlation([per_step["step_peak_gib"][i] for i in after],
+                                                                     [per_step["max_length"][i] for i in after]),
+               "max_step_peak_gib": max(per_step["step_peak_gib"]), "per_step": per_step}
+    print(f"\n{results['steps']} steps: step peak {level:.2f} GiB after warm-up, growth "
+          f"{results['growth_gib_per_100_steps']:+.3f} GiB = {results['growth_percent_per_100_steps']:+.2f} % per 100 "
+          f"steps; highest step peak {results['max_step_peak_gib']:.2f} GiB; correlation of the step peak with the "
+          f"longest completion {results['peak_vs_longest_completion_correlation']:.2f}")
+    (out / "results_soak.json").write_text(json.dumps(results, indent=2))
+    plot(results, out / "soak.png")
+    if cfg.docs:
+        shutil.copy(out / "results_soak.json", ROOT / "docs" / "results_soak.json")
+        shutil.copy(out / "soak.png", ROOT / "docs" / "images" / "soak.png")
+    return results
+
+
+if __name__ == "__main__":
+    run(main, Config, __doc__)

@@ -5,15 +5,20 @@ that matches wins):
 
 1. Only the text after the last ``</think>`` counts (R1-style grading): an answer inside the
    reasoning is not the final answer.
-2. An explicit final-answer marker:
+2. ``heading``: under a heading line ("# Answer", "**Final Answer**", "Final answer:" alone on its
+   line), the answer found in the text after it (by the rules below), not in the reasoning above.
+3. An explicit final-answer marker:
    - ``boxed``: the last ``\\boxed{...}`` (or ``\\fbox``); boxed answers joined only by commas,
-     "and" or "or" (``\\boxed{2}`` and ``\\boxed{-3}``) form one answer list, as in math-verify;
+     "and", "or", LaTeX spacing or part labels (``\\boxed{2} \\quad \\text{and} \\quad \\boxed{-3}``;
+     "(a) ... and for part (b) it is") form one answer list, as in math-verify;
    - ``answer_tag``: the last ``<answer>...</answer>`` block;
    - ``hashes``: GSM8K's ``#### n``;
-   - ``answer_is``: "the answer is X", "final answer: X", "Answer: X".
-3. ``latex``: the last mathematical expression: ``$...$``, ``$$...$$``, ``\\(...\\)``,
+   - ``answer_is``: the last "the answer is X", "final answer: X", "Answer: X"; X is a formula kept
+     whole ("The answer is: (-1,6)."), the number stated after an expression ("Final Answer: The
+     largest $n$ is 34."), or the last number of prose.
+4. ``latex``: the last mathematical expression: ``$...$``, ``$$...$$``, ``\\(...\\)``,
    ``\\[...\\]``, or bare LaTeX such as ``\\frac13`` or ``\\sqrt3`` in the prose.
-4. ``last_number``: only for prose without any mathematics, the last number that stands on
+5. ``last_number``: only for prose without any mathematics, the last number that stands on
    its own (a digit inside a word such as ``x2y`` is not a number).
 
 The string returned is handed to math-verify's parser (``rewards.verify``), never cut down
@@ -29,7 +34,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Extracted:
     answer: str  # the final answer as written (LaTeX or text)
-    source: str  # boxed | answer_tag | hashes | answer_is | latex | last_number
+    source: str  # heading | boxed | answer_tag | hashes | answer_is | latex | last_number
     later_number: str | None = None  # latex only: a number stated in the prose after the expression ("$3 + 9$ is 12")
 
 
@@ -57,7 +62,24 @@ def after_thinking(text: str) -> str:
 
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)")
 _BARE_BOX_RE = re.compile(r"\s+([^\s$]+)")
-_BOX_JOINER_RE = re.compile(r"^[\s$,.]*(?:,|\band\b|\bor\b)[\s$]*$")
+# What may stand between boxed answers that together are one answer ("\boxed{2} and \boxed{3}",
+# "\boxed{(2, 2)} \quad \text{and} \quad \boxed{(6, 2)}", "(a) \boxed{3} and for part (b) it is \boxed{5}"):
+# LaTeX spacing, \text{} wrappers, punctuation, part labels and a few connecting words, one of them a joiner.
+_LATEX_SPACE_RE = re.compile(r"\\(?:quad|qquad|[,;: !]|hspace\{[^{}]*\})|~|\\text\{([^{}]*)\}|\$")
+_PART_LABEL_RE = re.compile(r"\(?(?:[a-h]|[ivx]{1,4}|\d)\)")
+_JOINER_WORDS = {"and", "or", "for", "part", "parts", "case", "it", "is", "are", "the", "answer", "answers", "also",
+                 "respectively"}
+
+
+def _joins_boxes(between: str) -> bool:
+    """Is the text between two boxed answers only a joiner, so that the two are one answer list?"""
+    text = _LATEX_SPACE_RE.sub(lambda m: f" {m.group(1) or ''} ", between)
+    has_label = bool(_PART_LABEL_RE.search(text))
+    text = _PART_LABEL_RE.sub(" ", text)
+    words = re.findall(r"[A-Za-z]+", text)
+    if re.sub(r"[A-Za-z\s,.;:]", "", text) or len(words) > 8 or any(w.lower() not in _JOINER_WORDS for w in words):
+        return False
+    return "," in text or ";" in text or has_label or any(w.lower() in ("and", "or") for w in words)
 
 
 def _balanced(text: str, i: int) -> int | None:
@@ -103,7 +125,7 @@ def boxed_answer(text: str) -> str | None:
         return None
     answers = [spans[-1]]
     for prev in reversed(spans[:-1]):
-        if not _BOX_JOINER_RE.match(text[prev[1] : answers[0][0]]):
+        if not _joins_boxes(text[prev[1] : answers[0][0]]):
             break
         answers.insert(0, prev)
     return ", ".join(a[2] for a in answers)
@@ -111,12 +133,21 @@ def boxed_answer(text: str) -> str | None:
 
 _ANSWER_TAG_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _HASHES_RE = re.compile(r"####\s*([^\n]+)")
-_ANSWER_IS_RE = re.compile(r"(?:answer is|answer\s*:|answer\s*=)[:\s]*(.+)", re.IGNORECASE | re.DOTALL)
+_ANSWER_IS_RE = re.compile(r"(?:answer is|answer\s*:|answer\s*=)[:\s]*", re.IGNORECASE)
+# A heading line after which the final answer stands on the next lines: "# Answer", "**Final Answer**",
+# "Final answer:" (PRM800K's GPT-4 writes "# Answer\n\n42").
+_HEADING_RE = re.compile(r"^[ \t]*(?:#+[ \t]*(?:final[ \t]+)?answer[ \t]*:?|\*\*[ \t]*(?:final[ \t]+)?answer[ \t]*:?[ \t]*\*\*"
+                         r"[ \t]*:?|(?:final[ \t]+)?answer[ \t]*:)[ \t]*$", re.IGNORECASE | re.MULTILINE)
+# A phrase that is a formula, not prose: no word of two letters or more but a function's name ("(-1,6)", "x^2+2x+1",
+# "y = 3x", "1,22"); "each of them gets 7 apples" is prose.
+_FUNCTION_NAMES = r"sqrt|sin|cos|tan|log|ln|exp|pi|frac|cdot|times|le|ge|leq|geq|infty|mod"
+_PROSE_WORD_RE = re.compile(rf"(?<![A-Za-z\\])(?!(?:{_FUNCTION_NAMES})(?![A-Za-z]))[A-Za-z]{{2,}}")
 _SENTENCE_END_RE = re.compile(r"\.(?:\s|$)|\n\s*\n")
 
 
 def _clean(answer: str) -> str:
-    return answer.strip().strip("$").strip().rstrip(".").strip()
+    """Without surrounding spaces, dollars, code quotes and a full stop: "`4 + 4 = 8`." -> "4 + 4 = 8"."""
+    return answer.strip().strip("$`*\"").strip().rstrip(".").strip().strip("$`*\"").strip()
 
 
 def answer_tag(text: str) -> str | None:
@@ -128,11 +159,12 @@ def answer_tag(text: str) -> str | None:
 
 
 def answer_phrase(text: str) -> str | None:
-    """The X of the last "the answer is X" / "Answer: X", up to the end of its sentence."""
+    """The X of the last "the answer is X" / "Answer: X" (the last one: a text may say it twice, the final statement
+    counts), up to the end of its sentence."""
     starts = list(_ANSWER_IS_RE.finditer(text))
     if not starts:
         return None
-    rest = starts[-1].group(1)
+    rest = text[starts[-1].end():]
     math_first = _MATH_RE.match(rest.lstrip())
     if math_first:  # "the answer is $3.5$." -- the expression itself, whatever punctuation follows
         return math_first.group(math_first.lastindex).strip() or None
@@ -140,9 +172,22 @@ def answer_phrase(text: str) -> str | None:
     if not phrase:
         return None
     if _has_math(phrase):
-        return last_math(phrase) or _clean(phrase)
-    # "the answer is 42" -> "42"; "the answer is that each of them gets 7 apples" -> "7"; "(C)" and "Even" stay
+        answer, end = last_math_span(phrase) or (_clean(phrase), len(phrase))
+        after = phrase[end:]  # "The largest $n$ is 34": the number stated after the expression
+        return (last_number(after) if not _has_math(after) else None) or answer
+    if not _PROSE_WORD_RE.search(phrase):  # a formula: "(-1,6)", "x^2+2x+1", "1,22" -- whole, not its last number
+        return _clean(phrase)
+    # "the answer is that each of them gets 7 apples" -> "7"; "Even" stays
     return last_number(phrase) or _clean(phrase)
+
+
+def after_heading(text: str) -> str | None:
+    """The text after the last answer heading ("# Answer", "**Final Answer**", "Final answer:" on its own line),
+    or None when there is none or nothing follows it."""
+    headings = list(_HEADING_RE.finditer(text))
+    if not headings:
+        return None
+    return text[headings[-1].end():].strip() or None
 
 
 # --- the last mathematical expression ------------------------------------------------------
@@ -244,6 +289,8 @@ def last_number(text: str) -> str | None:
 def extract_final(text: str) -> Extracted | None:
     """The final answer of ``text`` with where it came from, or None when there is none."""
     text = after_thinking(repair_escapes(text))
+    if (tail := after_heading(text)) is not None and (found := extract_final(tail)) is not None:
+        return Extracted(found.answer, "heading", found.later_number)  # what stands under "# Answer"
     for source, find in (("boxed", boxed_answer), ("answer_tag", answer_tag)):
         if (answer := find(text)) is not None:
             return Extracted(answer, source)

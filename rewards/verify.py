@@ -39,9 +39,9 @@ MAX_DIGITS = 10_000  # numbers longer than this (a power tower's value) are scre
 @dataclass
 class Verdict:
     correct: bool
-    method: str  # exact | numeric | symbolic | unevaluated | no_answer | screened | timeout | error
+    method: str  # exact | numeric | rounded | symbolic | unevaluated | no_answer | screened | timeout | error
     answer: str | None = None  # the extracted final answer
-    source: str | None = None  # where it was found: boxed | answer_tag | hashes | answer_is | latex | last_number
+    source: str | None = None  # where it was found: heading | boxed | answer_tag | hashes | answer_is | latex | last_number
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
@@ -52,7 +52,7 @@ class Verdict:
 
 _STRIP = [r"\left", r"\right", r"\!", r"\,", r"\;", r"\:", r"\displaystyle", "$", "^\\circ", "^{\\circ}", "\\%", "%"]
 _TEXT_RE = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
-_COMMA_NUMBER_RE = re.compile(r"^-?\d{1,3}(,\d{3})+(\.\d+)?$")
+_COMMA_NUMBER_RE = re.compile(r"^-?(?:[1-9]\d{0,2}|0(?=\.))(,\d{3})+(\.\d+)?$")  # 7,425,000 (not 0,111: a decimal comma)
 _SPACED_THOUSANDS_RE = re.compile(r"(?<![\d.])(\d{1,3})((?:(?:\s|\\[ ,;]|~|\{,\}|,\\!)\d{3})+)(?![\d])")
 _REPEATING_RE = re.compile(r"^(-?)(\d*)\.(\d*)\\overline\{?(\d+)\}?$")
 _FRAC_RE = re.compile(r"^(-?)\\frac\{(-?\d+)\}\{(-?\d+)\}$|^(-?)\\frac(\d)(\d)$")
@@ -62,8 +62,12 @@ _WORD_RE = re.compile(r"^[A-Za-z][A-Za-z' -]*[A-Za-z]$")
 
 
 def exact_part(answer: str) -> str:
-    """``\\frac{\\sqrt3}{3} \\approx 0.577`` -> ``\\frac{\\sqrt3}{3}``: the exact value is the answer."""
-    return re.split(r"\\approx|≈", answer)[0]
+    """``\\frac{\\sqrt3}{3} \\approx 0.577`` -> ``\\frac{\\sqrt3}{3}``: the exact value is the answer; but
+    ``x \\approx 11`` -> ``11``: before the sign stands only the variable, after it the value."""
+    parts = re.split(r"\\approx|≈", answer)
+    if len(parts) > 1 and re.fullmatch(r"\s*(?:[A-Za-z](?:_\{?\w+\}?)?)?\s*", parts[0]):
+        return parts[-1]
+    return parts[0]
 
 
 def join_thousands(s: str) -> str:
@@ -106,13 +110,13 @@ def as_number(s: str) -> Fraction | None:
     return None
 
 
+_COMMAND_WORD_RE = re.compile(r"^(?:sqrt|frac|pi|infty|sin|cos|tan|log|ln|exp)$")
+
+
 def is_word(s: str) -> bool:
-    """A text answer ("Even", "Monday", a choice letter), which sympy would read as a product of symbols."""
-    return bool(_WORD_RE.match(s)) and not _COMMAND_WORD_RE.search(s)
-
-
-_COMMAND_BASE_RE = re.compile(r"^[0-9A-Fa-f]+_\{?\d+\}?$")
-_WORD_RE = re.compile(r"^(?:sqrt|frac|pi|infty|sin|cos|tan|log|ln|exp)$")
+    """A text answer ("Even", "Monday", "no solution"), which sympy would read as a product of symbols; not two
+    letters ("xy" is a product) nor a function's name."""
+    return bool(_WORD_RE.match(s)) and (len(s) > 2 or " " in s) and not _COMMAND_WORD_RE.match(s)
 
 
 def cheap_compare(pred: str, gold: str) -> tuple[bool, str] | None:
@@ -236,16 +240,111 @@ def number_like(answer: str) -> bool:
     return as_number(s) is not None or bool(_MIXED_RE.match(s) or _SCIENTIFIC_RE.match(s))
 
 
+# --- how numbers are written ------------------------------------------------------------------
+#
+# A comma between digits, with no space after it, groups thousands when the first group has one to three digits
+# (not a leading 0) and every later group exactly three (7,425,000; 1,000.99). Otherwise, against a reference that
+# is one number, it is a decimal comma (1,22 = 1.22; 0,111; 1000,99). "1, 22" (a space after the comma) is a list.
+_DECIMAL_COMMA_RE = re.compile(r"^(-?\d+),(\d+)$")
+# A unit glued to a number ("1,000.99m²", "12cm", "5kg."): the number is the answer when the reference is one.
+_GLUED_UNIT_RE = re.compile(r"^(-?[\d.,]*\d)\s*(?:[A-Za-z]{1,6}[²³]?|[²³])\.?$")
+
+
+def as_written_number(pred: str) -> str:
+    """``pred`` as a plain number where it is one written with a glued unit or a decimal comma (see above)."""
+    s = pred.strip().strip("$").strip()
+    if unit := _GLUED_UNIT_RE.match(s):
+        s = unit.group(1)
+    if (comma := _DECIMAL_COMMA_RE.match(s)) and not _COMMA_NUMBER_RE.match(s):
+        s = f"{comma.group(1)}.{comma.group(2)}"
+    return s if s != pred.strip().strip("$").strip() else pred
+
+
+# --- a decimal for an exact value ---------------------------------------------------------------
+#
+# A decimal stands for an exact value whose expansion does not end within the digits written (1/12, 1/3, sqrt 17)
+# when it is that value rounded or cut off at its last digit, with at least two significant digits: 0.0833 and 0.33
+# for 1/12 and 1/3, 4.123105625617661 for sqrt 17; not 0.34 for 1/3 (wrong in the digits written), not 0.3 (one
+# digit), and never 12.8 for 12.75 (a value that ends must be written in full).
+_DECIMAL_RE = re.compile(r"^-?\d*\.(\d+)$")
+
+
+def _decimal_digits(s: str) -> int | None:
+    """Digits after the point of a plain decimal with at least two significant digits, else None."""
+    m = _DECIMAL_RE.match(s)
+    return len(m.group(1)) if m and len(s.lstrip("-0.").replace(".", "")) >= 2 else None
+
+
+def rounded_equal(pred: str, gold: str, timeout: float) -> bool:
+    """Is one side a decimal that rounds or cuts off the other's exact value at its last digit (see above)?"""
+    p, g = normalize(pred), normalize(gold)
+    for decimal, exact in ((p, g), (g, p)):
+        digits = _decimal_digits(decimal)
+        if digits is None or _decimal_digits(exact) is not None and as_number(exact) is not None:
+            continue  # not a decimal, or both decimals: a value that ends is compared exactly
+        value = as_number(exact)
+        if value is None:
+            value = _real_value(exact, timeout)
+        if value is None or (value * 10**digits).denominator == 1:
+            continue  # not a real number, or it ends within the digits written: exact comparison only
+        scaled, written = value * 10**digits, Fraction(decimal) * 10**digits
+        if written in (Fraction(math.floor(scaled + Fraction(1, 2))), Fraction(math.trunc(scaled))):
+            return True
+    return False
+
+
+def _real_value(latex: str, timeout: float) -> Fraction | None:
+    """The exact side as a Fraction precise to 40 digits (sympy, through math-verify's parse), or None."""
+    if too_costly(latex):
+        return None
+    parsed = [p for p in parse_boxed(_for_sympy(latex), timeout) if not isinstance(p, str)]
+    try:
+        value = parsed[0].evalf(45) if parsed and parsed[0].is_number and parsed[0].is_real else None
+        return Fraction(str(value)) if value is not None else None
+    except (TypeError, ValueError, AttributeError):
+        return None
+
+
+# --- sets written as inequalities ---------------------------------------------------------------
+
+_BOUND = r"(\\le(?:q)?|\\lt|<|≤|\\ge(?:q)?|\\gt|>|≥)"
+_CHAIN_RE = re.compile(rf"^(.+?)\s*{_BOUND}\s*([A-Za-z])\s*{_BOUND}\s*(.+)$")
+_MEMBER_RE = re.compile(r"^\s*[A-Za-z]\s*\\in\s*(.+)$")
+
+
+def as_interval(answer: str) -> str:
+    """``-2 \\le x \\le 7`` -> ``[-2, 7]``, ``x \\in (0, 1]`` -> ``(0, 1]``; anything else unchanged."""
+    if member := _MEMBER_RE.match(answer):
+        return member.group(1).strip()
+    chain = _CHAIN_RE.match(answer.strip())
+    if not chain:
+        return answer
+    low, op1, _, op2, high = chain.groups()
+    if not all(o.lstrip("\\").startswith(("le", "lt")) or o in "<≤" for o in (op1, op2)):
+        return answer  # a descending chain (7 \ge x \ge -2) or a mixed one: left as written
+    opening = "[" if ("le" in op1 or op1 == "≤") else "("
+    closing = "]" if ("le" in op2 or op2 == "≤") else ")"
+    return f"{opening}{low.strip()}, {high.strip()}{closing}"
+
+
 def compare(pred: str, gold: str, timeout: float = EVAL_TIMEOUT) -> tuple[bool, str]:
-    """(equal, method) for two answer strings; method is exact, numeric, unevaluated, screened or symbolic."""
-    pred = drop_assignment(pred, gold)
+    """(equal, method) for two answer strings; method is exact, numeric, rounded, unevaluated, screened or
+    symbolic."""
+    pred, gold = as_interval(drop_assignment(pred, gold)), as_interval(gold)
+    gold_number = as_number(normalize(gold)) is not None
+    if gold_number:
+        pred = as_written_number(pred)
     decided = cheap_compare(pred, gold)
     if decided is not None:
+        if not decided[0] and decided[1] == "numeric" and rounded_equal(pred, gold, timeout):
+            return True, "rounded"
         return decided
-    if as_number(normalize(gold)) is not None:  # a number is asked for
+    if gold_number:  # a number is asked for
         if "=" in pred and "," not in pred:  # "f^{-1}(f^{-1}(6)) = 1": the last side is the value claimed
             pred = pred.rsplit("=", 1)[1].strip()
         if not number_like(pred):
+            if rounded_equal(pred, gold, timeout):  # "\\sqrt{17}" for 4.123105625617661
+                return True, "rounded"
             return False, "unevaluated"
     if too_costly(pred):
         return False, "screened"

@@ -276,9 +276,13 @@ def last_math(text: str) -> str | None:
 
 # --- prose ---------------------------------------------------------------------------------
 
-# A number standing on its own: not glued to letters or digits ("x2y", "2nd" are not numbers).
-# Thousands may be grouped with commas or spaces ("1,000", "1 000"); "a/b", "11:21" and "3:4" stay whole.
-_NUMBER_RE = re.compile(r"(?<![A-Za-z_\d.^])-?(?:\d{1,3}(?:[, ]\d{3})+(?!\d)|\d+)(?:\.\d+)?(?:\s*/\s*\d+|:\d+)?(?![A-Za-z_\d])")
+# A number standing on its own: not glued to letters or digits ("x2y", "2nd" are not numbers), but a unit may follow
+# it directly ("12kg", "5cm").
+_UNITS = r"kg|mg|g|km|cm|mm|m|ml|l|L|s|ms|h|hr|hrs|min|lb|lbs|oz|ft|mi|mph|km/h|m/s|cm²|m²|km²|cm2|m2"
+# Thousands may be grouped with commas or spaces ("1,000", "1 000"); "a/b", "11:21" and "3:4" stay whole; ".4" is
+# a number (0.4).
+_NUMBER_RE = re.compile(r"(?<![A-Za-z_\d.^])-?(?:\d{1,3}(?:[, ]\d{3})+(?!\d)|\d+|(?=\.\d))(?:\.\d+)?(?:\s*/\s*\d+|:\d+)?"
+                        rf"(?:(?![A-Za-z_\d])|(?=(?:{_UNITS})(?![A-Za-z\d])))")
 
 
 def last_number(text: str) -> str | None:

@@ -250,8 +250,36 @@ _DECIMAL_COMMA_RE = re.compile(r"^(-?\d+),(\d+)$")
 _GLUED_UNIT_RE = re.compile(r"^(-?[\d.,]*\d)\s*(?:[A-Za-z]{1,6}[²³]?|[²³])\.?$")
 
 
+_ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
+         "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
+_TENS = ["twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
+_WORD_VALUES = {**{w: i for i, w in enumerate(_ONES)}, **{w: 20 + 10 * i for i, w in enumerate(_TENS)}}
+
+
+def words_to_number(text: str) -> int | None:
+    """``twelve`` -> 12, ``twenty-one`` -> 21, ``three hundred and five`` -> 305 (up to the millions); else None."""
+    words = [w for w in re.split(r"[\s-]+", text.strip().lower().rstrip(".")) if w and w != "and"]
+    if not words:
+        return None
+    total = current = 0
+    for word in words:
+        if word in _WORD_VALUES:
+            current += _WORD_VALUES[word]
+        elif word == "hundred" and current:
+            current *= 100
+        elif word in ("thousand", "million") and current:
+            total += current * (1000 if word == "thousand" else 1_000_000)
+            current = 0
+        else:
+            return None
+    return total + current
+
+
 def as_written_number(pred: str) -> str:
-    """``pred`` as a plain number where it is one written with a glued unit or a decimal comma (see above)."""
+    """``pred`` as a plain number where it is one written with a glued unit or a decimal comma (see above), or in
+    words ("twelve")."""
+    if (spelled := words_to_number(pred)) is not None:
+        return str(spelled)
     s = pred.strip().strip("$").strip()
     if unit := _GLUED_UNIT_RE.match(s):
         s = unit.group(1)

@@ -8,15 +8,19 @@ Three checks, each a flag:
 - ``--suite``: the robustness suite (``eval/verifier_suite.py``): every MATH-500 and
   OlympiadBench reference written in at least 6 equivalent forms a model might write (all should
   be accepted) and at least 3 wrong forms (all should be rejected); prints every failure;
-- ``--audit DIR``: re-grades the completions of a training run (``DIR/completions.jsonl``) or of
-  an evaluation (``DIR/samples.jsonl``) with this project's verifier and with raw math-verify
-  (``verify(parse("$ref$"), parse(completion))``, its default extraction), and lists every
-  disagreement by class, with the completion's end, in ``DIR/audit.md`` and ``DIR/audit.jsonl``.
+- ``--differential FILE_OR_DIR`` (``--audit DIR`` for a folder): re-grades a corpus file (JSONL rows
+  with ``completion``, ``reference`` and optionally a hand ``label``), the completions of a training
+  run (``DIR/completions.jsonl``) or of an evaluation (``DIR/samples.jsonl``) with this project's
+  verifier and with raw math-verify (``verify(parse("$ref$"), parse(completion))``, its default
+  extraction), groups every disagreement by the rule that explains it (``eval/differential.py``),
+  lists the unexplained ones, and writes them with the completion's end to ``audit.md`` /
+  ``audit.jsonl`` in the folder (``<file>.differential.md`` / ``.jsonl`` beside a file).
 
     python scripts/report/verify_quality.py                      # GSM8K (1319) and MATH (5000) gold solutions
     python scripts/report/verify_quality.py --limit 200          # a quick sample
     python scripts/report/verify_quality.py --suite              # the robustness suite
     python scripts/report/verify_quality.py --audit runs/eval_math500
+    python scripts/report/verify_quality.py --differential tests/data/verifier_corpus.jsonl
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from pathlib import Path
 from data_prep import load_problems, read_jsonl
 from data_prep.benchmarks import default_data_dir
 from reasoning_rl.cli import run
-from rewards import Verdict, accuracy_verdicts, default_pool
+from rewards import accuracy_verdicts, default_pool
 from rewards.verify import normalize
 
 
@@ -47,8 +51,12 @@ class Config:
     """Seed of the shuffle that pairs a solution with another problem's answer."""
     suite: bool = False
     """Run the robustness suite (equivalent and wrong forms of MATH-500 and OlympiadBench answers) instead."""
+    differential: str | None = None
+    """Run both verifiers (this project's and raw math-verify) on a corpus file (JSONL: completion, reference, label)
+    or a run or evaluation folder (completions.jsonl or samples.jsonl); group the disagreements by the rule that
+    explains them (eval/differential.py) and list the unexplained ones."""
     audit: str | None = None
-    """Audit a run or evaluation folder (completions.jsonl or samples.jsonl) against raw math-verify instead."""
+    """The same as --differential, for a run or evaluation folder (writes audit.md and audit.jsonl into it)."""
     output: str | None = None
     """Also write the results (and every failure) as JSON here."""
 
@@ -138,77 +146,96 @@ def run_suite(cfg: Config) -> dict:
     return result
 
 
-# --- the audit ----------------------------------------------------------------------------------
+# --- the differential harness (and the audit) ------------------------------------------------
 
-def read_graded(folder: Path) -> list[dict]:
-    """(id, reference, completion, stored verdict) of every completion in a run or evaluation folder."""
-    if (folder / "completions.jsonl").exists():  # a training run
-        rows = read_jsonl(folder / "completions.jsonl", lambda row, i: row)
-        return [{"id": r["id"], "answer": r["answer"], "completion": r["completion"], "stored": (r.get("verdict") or {}).get("correct")}
-                for r in rows if r["answer"] is not None]
-    if (folder / "samples.jsonl").exists():  # an evaluation
-        rows = read_jsonl(folder / "samples.jsonl", lambda row, i: row)
-        return [{"id": r["id"], "answer": r["answer"], "completion": c, "stored": bool(ok)}
+def read_graded(source: Path) -> list[dict]:
+    """(id, reference, completion, stored verdict, label) of every completion in a training run
+    (``completions.jsonl``), an evaluation (``samples.jsonl``) or a corpus file (JSONL rows with ``completion``,
+    ``reference`` or ``answer``, and optionally ``label``, true when the completion's final answer is right)."""
+    if source.is_file():
+        rows = read_jsonl(source, lambda row, i: row)
+        return [{"id": r.get("id", f"{source.name}:{i + 1}"), "answer": r.get("reference", r.get("answer")),
+                 "completion": r["completion"], "stored": None, "label": r.get("label"), "style": r.get("style")}
+                for i, r in enumerate(rows)]
+    if (source / "completions.jsonl").exists():  # a training run
+        rows = read_jsonl(source / "completions.jsonl", lambda row, i: row)
+        return [{"id": r["id"], "answer": r["answer"], "completion": r["completion"],
+                 "stored": (r.get("verdict") or {}).get("correct"), "label": None} for r in rows if r["answer"] is not None]
+    if (source / "samples.jsonl").exists():  # an evaluation
+        rows = read_jsonl(source / "samples.jsonl", lambda row, i: row)
+        return [{"id": r["id"], "answer": r["answer"], "completion": c, "stored": bool(ok), "label": None}
                 for r in rows for c, ok in zip(r["completions"], r["correct"])]
-    raise SystemExit(f"{folder}: neither completions.jsonl (a training run) nor samples.jsonl (an evaluation) is there")
+    raise SystemExit(f"{source}: not a corpus file, and neither completions.jsonl (a training run) nor samples.jsonl "
+                     "(an evaluation) is there")
 
 
-def disagreement_class(ours: Verdict, raw: Verdict) -> str:
-    """A short label for why the two graders differ."""
-    side = "project accepts, math-verify rejects" if ours.correct else "math-verify accepts, project rejects"
-    if ours.method == "no_answer":
-        return f"{side}: project found no final answer"
-    if ours.method in ("timeout", "screened"):
-        return f"{side}: project {ours.method}"
-    if raw.answer is None:
-        return f"{side}: math-verify extracted nothing"
-    return f"{side}: project took the {ours.source} answer"
+def differential(cfg: Config) -> dict:
+    """Both verifiers on every (completion, reference); the disagreements grouped by the rule that explains them
+    (``eval.differential.RULES``), the unexplained ones listed; against the labels where a corpus has them."""
+    from eval.differential import explain
 
-
-def audit(cfg: Config) -> dict:
-    folder = Path(cfg.audit)
-    graded = read_graded(folder)
+    source = Path(cfg.differential or cfg.audit)
+    graded = [g for g in read_graded(source) if g["answer"] is not None]
     if not graded:
-        raise SystemExit(f"{folder}: no graded completions to audit")
+        raise SystemExit(f"{source}: no graded completions to compare")
     completions, answers = [g["completion"] for g in graded], [g["answer"] for g in graded]
     start = time.perf_counter()
     ours = accuracy_verdicts(completions, answers)
     raw = default_pool().raw_math_verify(completions, answers)
     seconds = time.perf_counter() - start
-    rows, classes = [], defaultdict(list)
+    rows, rules = [], defaultdict(list)
     for g, o, r in zip(graded, ours, raw):
         if o.correct != r.correct:
-            row = {"class": disagreement_class(o, r), "id": g["id"], "reference": g["answer"], "project": o.correct,
-                   "project_extracted": o.answer, "project_method": o.method, "project_source": o.source,
-                   "math_verify": r.correct, "math_verify_extracted": r.answer, "completion_end": g["completion"][-300:]}
+            side = "project accepts, math-verify rejects" if o.correct else "math-verify accepts, project rejects"
+            rule = explain(g["completion"], g["answer"], o, r) or "unexplained"
+            row = {"rule": rule, "side": side, "id": g["id"], "reference": g["answer"], "label": g["label"],
+                   "project": o.correct, "project_extracted": o.answer, "project_method": o.method,
+                   "project_source": o.source, "math_verify": r.correct, "math_verify_extracted": r.answer,
+                   "completion_end": g["completion"][-300:]}
             rows.append(row)
-            classes[row["class"]].append(row)
+            rules[(side, rule)].append(row)
+    labelled = [(g["label"], o.correct, r.correct) for g, o, r in zip(graded, ours, raw) if g["label"] is not None]
     stale = sum(g["stored"] is not None and bool(g["stored"]) != o.correct for g, o in zip(graded, ours))
-    result = {"folder": str(folder), "completions": len(graded), "project_accuracy": sum(o.correct for o in ours) / len(ours),
+    unexplained = [r for r in rows if r["rule"] == "unexplained"]
+    result = {"source": str(source), "completions": len(graded),
+              "project_accuracy": sum(o.correct for o in ours) / len(ours),
               "math_verify_accuracy": sum(r.correct for r in raw) / len(raw), "disagreements": len(rows),
-              "classes": {k: len(v) for k, v in sorted(classes.items(), key=lambda kv: -len(kv[1]))},
+              "unexplained": len(unexplained),
+              "rules": [{"side": side, "rule": rule, "count": len(members)}
+                        for (side, rule), members in sorted(rules.items(), key=lambda kv: (kv[0][0], -len(kv[1])))],
               "stored_verdicts_changed": stale, "seconds": seconds}
-    lines = [f"# Verifier audit of {folder}", "",
-             f"{len(graded)} completions: project accuracy {result['project_accuracy']:.2%}, raw math-verify "
-             f"{result['math_verify_accuracy']:.2%}, {len(rows)} disagreements.", "", "| class | count |", "|---|---|"]
-    lines += [f"| {k} | {n} |" for k, n in result["classes"].items()]
-    for name, members in sorted(classes.items(), key=lambda kv: -len(kv[1])):
-        lines += ["", f"## {name} ({len(members)})", ""]
-        for m in members:
+    if labelled:
+        result["labelled"] = len(labelled)
+        result["project_agrees_with_labels"] = sum(label == o for label, o, _ in labelled) / len(labelled)
+        result["math_verify_agrees_with_labels"] = sum(label == r for label, _, r in labelled) / len(labelled)
+    lines = [f"# Differential: this project's verifier against raw math-verify on {source}", "",
+             f"{len(graded)} completions: project accepts {result['project_accuracy']:.2%}, raw math-verify "
+             f"{result['math_verify_accuracy']:.2%}; {len(rows)} disagreements, {len(unexplained)} unexplained."]
+    if labelled:
+        lines += ["", f"Against the {len(labelled)} labels: project {result['project_agrees_with_labels']:.2%}, "
+                      f"raw math-verify {result['math_verify_agrees_with_labels']:.2%}."]
+    lines += ["", "| side | rule | count |", "|---|---|---|"]
+    lines += [f"| {r['side']} | {r['rule']} | {r['count']} |" for r in result["rules"]]
+    for (side, rule), members in sorted(rules.items(), key=lambda kv: (kv[0][1] != "unexplained", -len(kv[1]))):
+        lines += ["", f"## {rule}: {side} ({len(members)})", ""]
+        for m in members[:50]:
             end = m["completion_end"][-160:].replace("\n", " ").replace("|", "\\|")
-            lines.append(f"- `{m['id']}` reference `{m['reference']}`: project `{m['project_extracted']}` "
+            label = "" if m["label"] is None else f" label {m['label']};"
+            lines.append(f"- `{m['id']}` reference `{m['reference']}`:{label} project `{m['project_extracted']}` "
                          f"({m['project_method']}), math-verify `{m['math_verify_extracted']}`; ends: {end}")
-    (folder / "audit.md").write_text("\n".join(lines) + "\n")
-    (folder / "audit.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    print("\n".join(lines[:8 + len(result["classes"])]))
+    folder = source if source.is_dir() else source.parent
+    stem = "audit" if source.is_dir() else f"{source.stem}.differential"
+    (folder / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    (folder / f"{stem}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    print("\n".join(lines[: lines.index("| side | rule | count |") + 2 + len(result["rules"])]))
     if stale:
         print(f"({stale} stored verdicts differ from today's verifier: the folder was graded by an older version)")
-    print(f"every disagreement: {folder / 'audit.md'}")
+    print(f"every disagreement: {folder / (stem + '.md')}")
     return result
 
 
 def main(cfg: Config):
-    result = audit(cfg) if cfg.audit else run_suite(cfg) if cfg.suite else check_gold(cfg)
+    result = differential(cfg) if cfg.differential or cfg.audit else run_suite(cfg) if cfg.suite else check_gold(cfg)
     if cfg.output:
         Path(cfg.output).write_text(json.dumps(result, indent=2))
     return result

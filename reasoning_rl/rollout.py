@@ -101,6 +101,7 @@ def score_rollouts(rollouts: Rollouts, weights: dict[str, float], max_new_tokens
     Verifiable prompts (with a reference answer) get ``sum_k weights[k] * REWARDS[k]``; open-ended
     prompts (answer None) get ``open_ended_scorer(questions, completions)`` (a trained reward model,
     given the raw questions before the template) as the component ``reward_model``. DAPO's soft overlong penalty is added as ``overlong``.
+    A format reward (``register(..., format_reward=True)``) scores 0 for a truncated completion.
     A reward with a batched ``verdicts`` form (accuracy) grades the batch in parallel, each completion under
     ``verify_timeout`` seconds and the batch under ``verify_budget`` seconds (unscored: 0, a timeout).
     """
@@ -122,6 +123,8 @@ def score_rollouts(rollouts: Rollouts, weights: dict[str, float], max_new_tokens
             rollouts.verdicts = verdicts
         else:
             values = torch.tensor([REWARDS[name](t, a) if a is not None else 0.0 for t, a in zip(rollouts.texts, answers)])
+            if getattr(REWARDS[name], "format_reward", False):  # a shape is earned by a finished completion only
+                values = values * ~rollouts.truncated
         rollouts.components[name] = values
         total += weight * values
     if not verifiable.all():

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
 
@@ -21,6 +21,7 @@ from data_prep.own_data import OwnData, describe
 from reasoning_rl.checkpoint import latest_checkpoint, load_training_state
 from reasoning_rl.config import RLConfig, changed_settings
 from reasoning_rl.generation import Generator, make_generator
+from reasoning_rl.hacking import HackingMonitor
 from reasoning_rl.heldout import held_out_accuracy
 from reasoning_rl.models import frozen_copy, load_policy, load_tokenizer, prepare_policy, resolve_model
 from reasoning_rl.optim import make_optimizer, seed_everything
@@ -79,6 +80,7 @@ class Run:
     state: TrainState
     buffer: RolloutBuffer  # scored batches generated ahead of the update (--rollout-staleness)
     start_time: float
+    monitor: HackingMonitor = field(default_factory=HackingMonitor)  # warns when a format reward rises as accuracy falls
 
     def evaluate(self, n_samples: int, tasks: list[str] | None = None) -> dict[str, dict[str, float]]:
         """Held-out greedy accuracy (and sampled pass@1 with ``n_samples``) per task; each rank grades its share."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from reasoning_rl.advantages import zero_std_groups
+from reasoning_rl.hacking import hacking_metrics
 from reasoning_rl.rollout import Rollouts
 from reasoning_rl.run import Run
 from reasoning_rl.sampling import Batch
@@ -14,7 +15,8 @@ from runtime.distributed import Dist
 
 
 def step_metrics(run: Run, batch: Batch, train_metrics: dict[str, float]) -> dict[str, float]:
-    """What one step logs: rewards, the verifier's audit, the update's metrics, lengths, times, memory."""
+    """What one step logs: rewards, the verifier's audit, the reward-hacking rates, the update's metrics, lengths,
+    times, memory."""
     generated, seconds = batch.generated, batch.seconds
     lengths = torch.tensor([len(c) for c in generated.completion_ids], dtype=torch.float)
     rewards = reward_metrics(generated)
@@ -27,6 +29,7 @@ def step_metrics(run: Run, batch: Batch, train_metrics: dict[str, float]) -> dic
         "train/refills": batch.refills,
         **train_metrics,
         **audit_metrics([v for v in generated.verdicts if v is not None]),
+        **hacking_metrics(generated.texts, generated.truncated.tolist()),
         "completions/mean_length": lengths.mean().item(),
         "completions/max_length": lengths.max().item(),
         "completions/truncated": generated.truncated.float().mean().item(),

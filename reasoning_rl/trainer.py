@@ -92,8 +92,9 @@ def sync(run: Run, batch: Batch) -> None:
 
 
 def log_and_checkpoint(run: Run, step: int, batch: Batch, metrics: dict[str, float], last: bool) -> None:
-    """Phase 5: held-out evaluation every ``eval_every`` steps (and the final one on the ``last`` step), the metrics,
-    the completions and samples, and a checkpoint every ``save_every`` steps and on the ``last``.
+    """Phase 5: held-out evaluation every ``eval_every`` steps (and the final one on the ``last`` step), the metrics
+    (and the reward-hacking monitor's warning), the completions and samples, and a checkpoint every ``save_every``
+    steps and on the ``last``.
 
     Every rank evaluates its share of the held-out problems; rank 0 writes the files and the checkpoint while the
     others wait for it.
@@ -104,6 +105,8 @@ def log_and_checkpoint(run: Run, step: int, batch: Batch, metrics: dict[str, flo
     metrics.update(evaluate_held_out(run, step, batch.level, last))
     state.cursors, state.record = [s.cursor for s in run.streams], run.record.to_json()
     run.logger.log(step, metrics)
+    if (warning := run.monitor.observe(step, metrics)) and run.dist.is_main:
+        tqdm.write(warning, file=sys.stderr)
     write_outputs(run, step, batch, last)
     if step % cfg.save_every == 0 or last:
         checkpoint(run, step)

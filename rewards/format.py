@@ -1,14 +1,24 @@
-"""Format rewards: does the completion have the shape the prompt asked for?"""
+"""Format rewards: does the completion have the shape the prompt asked for?
+
+A format reward must not be farmable: it pays for the shape of one final answer, not for repeating
+it. ``boxed_format`` pays only for exactly one box, at the end of the completion, holding an answer
+that parses; and a format reward (``@register(..., format_reward=True)``) scores 0 for a completion
+cut off at the token limit (``rollout.score_rollouts``), so a policy cannot earn it by writing boxes
+until it runs out of tokens (the GSM8K run that went from 1 % to 94 % boxed answers, in loops such
+as ``\\boxed{2x} \\boxed{2x} ...``).
+"""
 
 import re
 
-from rewards.extract import last_boxed, repair_escapes
+from rewards.extract import after_thinking, boxed_spans, repair_escapes
 from rewards.registry import register
 
 _R1_RE = re.compile(r"^\s*(?:<think>)?.*?</think>\s*<answer>.+?</answer>\s*$", re.DOTALL)
+# What may follow the final box: closing math delimiters, punctuation and a few words ("$. I hope it is correct.")
+_AFTER_BOX_MAX_CHARS = 40
 
 
-@register("think_format")
+@register("think_format", format_reward=True)
 def think_format_reward(completion: str, answer: str | None = None) -> float:
     """1.0 for ``<think>...</think> <answer>...</answer>`` and nothing after it (R1-Zero).
 
@@ -19,7 +29,19 @@ def think_format_reward(completion: str, answer: str | None = None) -> float:
     return 1.0 if _R1_RE.match(completion) else 0.0
 
 
-@register("boxed_format")
+@register("boxed_format", format_reward=True)
 def boxed_format_reward(completion: str, answer: str | None = None) -> float:
-    """1.0 when the completion puts a non-empty final answer in ``\\boxed{}``."""
-    return 1.0 if last_boxed(repair_escapes(completion)) else 0.0
+    """1.0 when the completion ends with exactly one ``\\boxed{}`` holding an answer that parses (nothing but
+    delimiters and a few words after it); 0 for no box, several, one in the middle, or an empty or unreadable one."""
+    text = after_thinking(repair_escapes(completion))
+    spans = boxed_spans(text)
+    if len(spans) != 1 or len(text[spans[0][1]:].strip()) > _AFTER_BOX_MAX_CHARS:
+        return 0.0
+    return 1.0 if _parses(spans[0][2]) else 0.0
+
+
+def _parses(content: str) -> bool:
+    """Is a box's content an answer math-verify can read (a number, a word, an expression)?"""
+    from rewards.verify import reference_readable, too_costly
+
+    return bool(content.strip()) and not too_costly(content) and reference_readable(content, timeout=1.0)

@@ -12,12 +12,15 @@ from typing import Callable
 REWARDS: dict[str, Callable[[str, str], float]] = {}
 
 
-def register(name: str):
-    """Decorator: ``@register("brevity")`` puts the function into ``REWARDS["brevity"]``."""
+def register(name: str, format_reward: bool = False):
+    """Decorator: ``@register("brevity")`` puts the function into ``REWARDS["brevity"]``. ``format_reward=True``
+    marks a reward for the completion's shape: the trainer scores it 0 for a completion cut off at the token limit
+    (a format is earned by a finished answer, not by writing boxes until the tokens run out)."""
 
     def add(fn):
         if name in REWARDS and REWARDS[name] is not fn:
             raise ValueError(f"a reward named {name!r} is already registered ({REWARDS[name].__module__})")
+        fn.format_reward = format_reward
         REWARDS[name] = fn
         return fn
 

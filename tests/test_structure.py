@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Lower layers never import higher ones. ``runtime`` (user errors, ranks) is imported by every layer; ``rewards`` and
 # ``data_prep`` are the leaves a user extends; ``eval`` is the benchmark harness; ``reasoning_rl`` the trainers, which
 # call ``eval`` for held-out evaluation; ``scripts`` compose everything.
-LAYERS = {"runtime": 0, "rewards": 1, "data_prep": 2, "eval": 3, "reasoning_rl": 4, "scripts": 5}
+LAYERS = {"runtime": 0, "rewards": 1, "tools": 1, "data_prep": 2, "eval": 3, "reasoning_rl": 4, "scripts": 5}
 MAX_FUNCTION_LINES = 50  # in reasoning_rl/
 MAX_OPTIMIZER_STEP_LINES = 25  # PolicyGradient.optimizer_step, docstring excluded
 

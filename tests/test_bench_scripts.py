@@ -101,3 +101,13 @@ def test_run_report_pairs_the_benchmark_before_and_after_and_draws_the_run(tmp_p
     (tmp_path / "after" / "summary.json").write_text(json.dumps({"benchmark": "math500"}))
     with pytest.raises(report_run.UserError, match="--before is gsm8k but --after is math500"):
         report_run.main(cfg)
+
+
+def test_the_soak_slope_is_the_least_squares_line_in_percent_of_its_level():
+    import soak
+
+    level, slope = soak.fit([11, 12, 13, 14], [10.0, 10.1, 10.2, 10.3])  # 0.1 GiB a step from 10 GiB
+    assert abs(level - 10.0) < 1e-9 and abs(slope - 0.1) < 1e-9
+    flat_level, flat_slope = soak.fit([11, 12, 13, 14], [10.0, 10.2, 9.8, 10.0])
+    assert abs(flat_slope - (-0.04)) < 1e-9
+    assert abs(soak.correlation([1, 2, 3], [2, 4, 6]) - 1) < 1e-12 and soak.correlation([1, 1], [2, 3]) == 0.0

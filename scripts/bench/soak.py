@@ -1,19 +1,20 @@
 """Memory over a long run: does a step's peak memory grow with the steps?
 
-    python scripts/bench/soak.py --docs                       # 120 steps of the embedded model on GSM8K
-    python scripts/bench/soak.py --steps 20 --warmup 5 --output-dir runs/soak_quick
+    python scripts/bench/soak.py --docs                       # 100 steps at each --shared-prompt-scope
+    python scripts/bench/soak.py --steps 20 --warmup 5 --scopes micro_batch --output-dir runs/soak_quick
 
-One ``scripts/train_grpo.py`` run with the GSM8K preset's data, template and rewards, completions of varying
-length up to ``--max-new-tokens`` (256), and ``--beta 0.04``: the KL term gives every row a gradient, so every
-completion is forwarded and back-propagated at every step, whatever the rewards, and the work per step stays
-level while its shapes vary. Each step logs ``memory/step_peak_gib`` (the resident peak of that step alone: the
-kernel's high-water mark, reset after each step) and ``memory/rss_gib``. A line fitted to the step peaks after
-``--warmup`` steps gives the growth per 100 steps, in GiB and in percent of the fitted level at the first step
-after the warm-up; a leak or allocator fragmentation shows as a positive slope. The peak also depends on the
-longest micro-batch of the step, so the fit is reported beside the correlation of the peak with that length.
+One ``scripts/train_grpo.py`` run per ``--scopes`` value with the GSM8K preset's data, template and rewards, and
+completions of varying length up to ``--max-new-tokens`` (256), and ``--beta 0.04``: the KL term gives every row a
+gradient, so every completion is forwarded and back-propagated at every step whatever the rewards, and the work per
+step stays level while its shapes vary (``bench_step_memory.py`` measures how the peak follows the rows trained
+when rows are skipped). Each step logs ``memory/step_peak_gib`` (the
+resident peak of that step alone: the kernel's high-water mark, reset after each step) and ``memory/rss_gib``. A
+line fitted to the step peaks after ``--warmup`` steps gives the growth per 100 steps, in GiB and in percent of the
+fitted level at the first step after the warm-up; a leak or allocator fragmentation shows as a positive slope. The
+correlation of the step peak with the step's longest completion is reported beside it.
 
-Writes ``results_soak.json`` (``growth_percent_per_100_steps``, ``steps``, per-step values) and ``soak.png`` to
-``--output-dir``; ``--docs`` copies them to docs/ (the plot to docs/images/).
+Writes ``results_soak.json`` (``growth_percent_per_100_steps`` and ``steps`` of the last run, every run under
+``by_scope``) and ``soak.png`` to ``--output-dir``; ``--docs`` copies them to docs/ (the plot to docs/images/).
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @dataclass
 class Config:
-    steps: int = 120
-    """Steps of the run (at least 100 for the documented figure)."""
+    steps: int = 100
+    """Steps of each run (at least 100 for the documented figure)."""
     warmup: int = 10
     """Steps left out of the fit (the allocator's and vLLM's first shapes)."""
     max_new_tokens: int = 256
@@ -46,10 +47,11 @@ class Config:
     """Completions per prompt."""
     micro_batch_size: int = 16
     """Rows per forward pass (the preset's 8 doubled, the setting that ran out of memory)."""
+    scopes: tuple[str, ...] = ("step", "micro_batch")
+    """--shared-prompt-scope of each run: step (the encoding held for the whole step, the way the loop worked before
+    the fix) and micro_batch (the default). The summary's top-level figures are the last run's."""
     output_dir: str = "runs/soak"
-    """The training run goes to run/ below it, the summary and the plot beside it."""
-    extra: tuple[str, ...] = ()
-    """More flags for train_grpo.py (e.g. --extra=--no-autocast)."""
+    """Each run goes to <scope>/ below it, the summary and the plot beside them."""
     docs: bool = False
     """Also copy the summary and the plot to docs/."""
 
@@ -76,53 +78,66 @@ def plot(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    per_step = results["per_step"]
-    fig, (memory, length) = plt.subplots(2, 1, figsize=(9, 6), sharex=True, layout="constrained")
-    memory.plot(per_step["step"], per_step["step_peak_gib"], label="peak of the step")
-    memory.plot(per_step["step"], per_step["rss_gib"], label="resident at the end of the step")
+    fig, (memory, length) = plt.subplots(2, 1, figsize=(9, 6.5), sharex=True, layout="constrained")
     first = results["warmup"] + 1
-    xs = [s for s in per_step["step"] if s >= first]
-    memory.plot(xs, [results["fit_level_gib"] + results["fit_slope_gib_per_step"] * (s - first) for s in xs], "k--",
-                label=f"fit after warm-up: {results['growth_percent_per_100_steps']:+.2f} % per 100 steps")
-    memory.set_ylabel("GiB"), memory.legend(), memory.grid(alpha=0.3)
-    length.plot(per_step["step"], per_step["max_length"], color="tab:gray")
-    length.set_ylabel("longest completion"), length.set_xlabel("step"), length.grid(alpha=0.3)
+    for scope, one in results["by_scope"].items():
+        per_step = one["per_step"]
+        line, = memory.plot(per_step["step"], per_step["step_peak_gib"], alpha=0.6,
+                            label=f"--shared-prompt-scope {scope}: peak of each step")
+        xs = [s for s in per_step["step"] if s >= first]
+        memory.plot(xs, [one["fit_level_gib"] + one["fit_slope_gib_per_step"] * (s - first) for s in xs], "--",
+                    color=line.get_color(), label=f"fit after warm-up: {one['growth_percent_per_100_steps']:+.2f} % per 100 steps")
+        length.plot(per_step["step"], per_step["rows_trained"], color=line.get_color(), alpha=0.6, label=scope)
+    memory.set_ylabel("GiB"), memory.legend(fontsize=8), memory.grid(alpha=0.3)
+    length.set_ylabel("rows trained"), length.set_xlabel("step"), length.grid(alpha=0.3), length.legend(fontsize=8)
     fig.suptitle(f"memory over {results['steps']} steps ({results['settings']})")
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def main(cfg: Config) -> dict:
-    if cfg.steps < cfg.warmup + 3:
-        raise UserError(f"--steps {cfg.steps}: needs at least --warmup + 3 ({cfg.warmup + 3}) to fit a slope")
-    out = Path(cfg.output_dir)
-    folder = out / "run"
+def soak(cfg: Config, scope: str, out: Path) -> dict:
+    """One run at ``--shared-prompt-scope scope``; its step peaks, their fitted slope and what they follow."""
+    folder = out / scope
     flags = ["--preset", "gsm8k", "--steps", str(cfg.steps), "--time-limit", "0", "--max-new-tokens",
              str(cfg.max_new_tokens), "--prompts-per-step", str(cfg.prompts_per_step), "--group-size",
-             str(cfg.group_size), "--micro-batch-size", str(cfg.micro_batch_size), "--beta", "0.04",
+             str(cfg.group_size), "--micro-batch-size", str(cfg.micro_batch_size), "--shared-prompt-scope", scope, "--beta", "0.04",
              "--no-eval-before", "--eval-problems", "0", "--eval-every", "0", "--save-every", str(cfg.steps),
-             "--optimizer-state", "none", *cfg.extra]
+             "--optimizer-state", "none"]
     command = [sys.executable, str(ROOT / "scripts" / "train_grpo.py"), *flags, "--output-dir", str(folder), "--overwrite"]
     print(" ".join(command[1:]), flush=True)
     if subprocess.run(command).returncode != 0:
         raise UserError(f"the soak run failed (its output is above; its folder is {folder})")
     steps = [m for m in read_metrics(folder) if "memory/step_peak_gib" in m]
     per_step = {"step": [m["step"] for m in steps], "step_peak_gib": [m["memory/step_peak_gib"] for m in steps],
-                "rss_gib": [m["memory/rss_gib"] for m in steps], "max_length": [m["completions/max_length"] for m in steps]}
+                "rss_gib": [m["memory/rss_gib"] for m in steps], "max_length": [m["completions/max_length"] for m in steps],
+                "rows_trained": [m["completions/sampled"] - m.get("train/rows_skipped", 0) for m in steps]}
     after = [i for i, s in enumerate(per_step["step"]) if s > cfg.warmup]
     level, slope = fit([per_step["step"][i] for i in after], [per_step["step_peak_gib"][i] for i in after])
-    results = {"command": " ".join(sys.argv), "train_flags": flags, "steps": len(steps), "warmup": cfg.warmup,
+    pick = lambda key: [per_step[key][i] for i in after]  # noqa: E731
+    return {"train_flags": flags, "steps": len(steps), "fit_level_gib": level, "fit_slope_gib_per_step": slope,
+            "growth_gib_per_100_steps": 100 * slope, "growth_percent_per_100_steps": 100 * 100 * slope / level,
+            "peak_vs_rows_trained_correlation": correlation(pick("step_peak_gib"), pick("rows_trained")),
+            "peak_vs_longest_completion_correlation": correlation(pick("step_peak_gib"), pick("max_length")),
+            "max_step_peak_gib": max(per_step["step_peak_gib"]), "per_step": per_step}
+
+
+def main(cfg: Config) -> dict:
+    if cfg.steps < cfg.warmup + 3:
+        raise UserError(f"--steps {cfg.steps}: needs at least --warmup + 3 ({cfg.warmup + 3}) to fit a slope")
+    out = Path(cfg.output_dir)
+    runs = {scope: soak(cfg, scope, out) for scope in cfg.scopes}
+    last = runs[cfg.scopes[-1]]
+    results = {"command": " ".join(sys.argv), "warmup": cfg.warmup, "scope": cfg.scopes[-1],
                "settings": f"GSM8K, {cfg.prompts_per_step}x{cfg.group_size} completions up to {cfg.max_new_tokens} "
                            f"tokens, micro-batches of {cfg.micro_batch_size}",
-               "fit_level_gib": level, "fit_slope_gib_per_step": slope,
-               "growth_gib_per_100_steps": 100 * slope, "growth_percent_per_100_steps": 100 * 100 * slope / level,
-               "peak_vs_longest_completion_correlation": correlation([per_step["step_peak_gib"][i] for i in after],
-                                                                     [per_step["max_length"][i] for i in after]),
-               "max_step_peak_gib": max(per_step["step_peak_gib"]), "per_step": per_step}
-    print(f"\n{results['steps']} steps: step peak {level:.2f} GiB after warm-up, growth "
-          f"{results['growth_gib_per_100_steps']:+.3f} GiB = {results['growth_percent_per_100_steps']:+.2f} % per 100 "
-          f"steps; highest step peak {results['max_step_peak_gib']:.2f} GiB; correlation of the step peak with the "
-          f"longest completion {results['peak_vs_longest_completion_correlation']:.2f}")
+               **{k: v for k, v in last.items() if k != "per_step"}, "by_scope": runs}
+    print()
+    for scope, one in runs.items():
+        print(f"--shared-prompt-scope {scope}: {one['steps']} steps, step peak {one['fit_level_gib']:.2f} GiB after "
+              f"warm-up, growth {one['growth_gib_per_100_steps']:+.3f} GiB = {one['growth_percent_per_100_steps']:+.2f} % "
+              f"per 100 steps; highest {one['max_step_peak_gib']:.2f} GiB; correlation of the step peak with the rows "
+              f"trained {one['peak_vs_rows_trained_correlation']:.2f}, with the longest completion "
+              f"{one['peak_vs_longest_completion_correlation']:.2f}")
     (out / "results_soak.json").write_text(json.dumps(results, indent=2))
     plot(results, out / "soak.png")
     if cfg.docs:

@@ -3,6 +3,7 @@ measures of itself (peak memory, a fingerprint of the weights, wall time)."""
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import resource
@@ -105,7 +106,25 @@ def step_memory_gib() -> dict[str, float]:
         Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current resident size (Linux 4.0+)
     except OSError:
         pass  # not allowed here: the peak is then the run's so far
-    return {"memory/step_peak_gib": kib["VmHWM"] / 2**20, "memory/rss_gib": kib["VmRSS"] / 2**20}
+    return {"memory/step_peak_gib": kib["VmHWM"] / 2**20, "memory/rss_gib": kib["VmRSS"] / 2**20, **heap_gib()}
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def heap_gib() -> dict[str, float]:
+    """glibc malloc's own account (``mallinfo2``, glibc 2.33+; {} elsewhere): ``memory/heap_in_use_gib``, the bytes the
+    process has allocated and not freed, and ``memory/heap_free_held_gib``, freed bytes malloc keeps in its arenas
+    instead of returning them. Resident memory that grows while the first stays level is fragmentation, not a leak."""
+    try:
+        mallinfo2 = ctypes.CDLL(None).mallinfo2
+    except (OSError, AttributeError):
+        return {}
+    mallinfo2.restype = _MallInfo2
+    info = mallinfo2()
+    return {"memory/heap_in_use_gib": (info.uordblks + info.hblkhd) / 2**30, "memory/heap_free_held_gib": info.fordblks / 2**30}
 
 
 def weights_sha256(model: torch.nn.Module) -> str:

@@ -110,11 +110,17 @@ def soak(cfg: Config, scope: str, out: Path) -> dict:
     steps = [m for m in read_metrics(folder) if "memory/step_peak_gib" in m]
     per_step = {"step": [m["step"] for m in steps], "step_peak_gib": [m["memory/step_peak_gib"] for m in steps],
                 "rss_gib": [m["memory/rss_gib"] for m in steps], "max_length": [m["completions/max_length"] for m in steps],
+                "heap_in_use_gib": [m.get("memory/heap_in_use_gib") for m in steps],
+                "heap_free_held_gib": [m.get("memory/heap_free_held_gib") for m in steps],
                 "rows_trained": [m["completions/sampled"] - m.get("train/rows_skipped", 0) for m in steps]}
     after = [i for i, s in enumerate(per_step["step"]) if s > cfg.warmup]
-    level, slope = fit([per_step["step"][i] for i in after], [per_step["step_peak_gib"][i] for i in after])
     pick = lambda key: [per_step[key][i] for i in after]  # noqa: E731
-    return {"train_flags": flags, "steps": len(steps), "fit_level_gib": level, "fit_slope_gib_per_step": slope,
+    level, slope = fit([per_step["step"][i] for i in after], pick("step_peak_gib"))
+    heap = {}
+    if None not in per_step["heap_in_use_gib"]:  # glibc's account: a leak grows "in use", fragmentation "free held"
+        for key in ("heap_in_use_gib", "heap_free_held_gib", "rss_gib"):
+            heap[f"{key}_growth_per_100_steps"] = 100 * fit([per_step["step"][i] for i in after], pick(key))[1]
+    return {"train_flags": flags, "steps": len(steps), "fit_level_gib": level, "fit_slope_gib_per_step": slope, **heap,
             "growth_gib_per_100_steps": 100 * slope, "growth_percent_per_100_steps": 100 * 100 * slope / level,
             "peak_vs_rows_trained_correlation": correlation(pick("step_peak_gib"), pick("rows_trained")),
             "peak_vs_longest_completion_correlation": correlation(pick("step_peak_gib"), pick("max_length")),
@@ -138,6 +144,10 @@ def main(cfg: Config) -> dict:
               f"per 100 steps; highest {one['max_step_peak_gib']:.2f} GiB; correlation of the step peak with the rows "
               f"trained {one['peak_vs_rows_trained_correlation']:.2f}, with the longest completion "
               f"{one['peak_vs_longest_completion_correlation']:.2f}")
+        if "heap_in_use_gib_growth_per_100_steps" in one:
+            print(f"  per 100 steps: malloc in use {one['heap_in_use_gib_growth_per_100_steps']:+.3f} GiB, freed but "
+                  f"held {one['heap_free_held_gib_growth_per_100_steps']:+.3f} GiB, resident at step end "
+                  f"{one['rss_gib_growth_per_100_steps']:+.3f} GiB")
     (out / "results_soak.json").write_text(json.dumps(results, indent=2))
     plot(results, out / "soak.png")
     if cfg.docs:

@@ -19,6 +19,7 @@ its backward. The first grows with the number of groups trained, the second is b
 from __future__ import annotations
 
 import json
+import os
 import random
 import subprocess
 import sys
@@ -83,16 +84,20 @@ def measure(cfg: Config, trained: int, scope: str) -> dict:
     start = time.perf_counter()
     metrics = update(rollouts, 1)
     seconds = time.perf_counter() - start
-    peak = step_memory_gib()["memory/step_peak_gib"]
+    after = step_memory_gib()
     return {"groups_trained": trained, "scope": scope, "rows_trained": n - metrics["train/rows_skipped"],
-            "resident_before_gib": before, "step_peak_gib": peak, "step_extra_gib": peak - before, "seconds": seconds}
+            "resident_before_gib": before, "step_peak_gib": after["memory/step_peak_gib"],
+            "step_extra_gib": after["memory/step_peak_gib"] - before, "resident_after_gib": after["memory/rss_gib"],
+            "heap_in_use_after_gib": after.get("memory/heap_in_use_gib"),
+            "heap_free_held_after_gib": after.get("memory/heap_free_held_gib"), "seconds": seconds}
 
 
 def main(cfg: Config) -> dict:
     rows = []
     print(f"{cfg.prompts} groups x {cfg.group_size}, prompts of {cfg.prompt_tokens} tokens, completions of "
           f"{cfg.completion_tokens // 2}-{cfg.completion_tokens * 3 // 2}, micro-batches of {cfg.micro_batch_size}\n")
-    print(f"{'scope':>12} {'groups trained':>15} {'peak GiB':>9} {'above start':>12} {'seconds':>8}")
+    print(f"{'scope':>12} {'groups trained':>15} {'peak GiB':>9} {'above start':>12} {'after':>6} {'in use':>7} "
+          f"{'free held':>10} {'seconds':>8}")
     for scope in cfg.scopes:
         for trained in cfg.groups:
             code = (f"import json, sys; sys.path.insert(0, {str(ROOT / 'scripts' / 'bench')!r}); "
@@ -105,9 +110,10 @@ def main(cfg: Config) -> dict:
             row = json.loads(done.stdout.strip().splitlines()[-1])
             rows.append(row)
             print(f"{scope:>12} {trained:15d} {row['step_peak_gib']:9.2f} {row['step_extra_gib']:12.2f} "
-                  f"{row['seconds']:8.1f}", flush=True)
+                  f"{row['resident_after_gib']:6.2f} {row['heap_in_use_after_gib'] or 0:7.2f} "
+                  f"{row['heap_free_held_after_gib'] or 0:10.2f} {row['seconds']:8.1f}", flush=True)
     results = {"command": " ".join(sys.argv), "config": {k: v for k, v in vars(cfg).items() if k != "output"},
-               "rows": rows}
+               "malloc_environment": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}, "rows": rows}
     if cfg.output:
         Path(cfg.output).write_text(json.dumps(results, indent=2))
         print(f"\nwritten to {cfg.output}")

@@ -1,9 +1,9 @@
 """Memory over a long run: does a step's peak memory grow with the steps?
 
-    python scripts/bench/soak.py --docs                       # 100 steps at each --shared-prompt-scope
-    python scripts/bench/soak.py --steps 20 --warmup 5 --scopes micro_batch --output-dir runs/soak_quick
+    python scripts/bench/soak.py --docs --before runs/soak_before/results_soak.json    # 100 steps
+    python scripts/bench/soak.py --steps 20 --warmup 5 --output-dir runs/soak_quick
 
-One ``scripts/train_grpo.py`` run per ``--scopes`` value with the GSM8K preset's data, template and rewards, and
+One ``scripts/train_grpo.py`` run with the GSM8K preset's data, template and rewards, and
 completions of varying length up to ``--max-new-tokens`` (256), and ``--beta 0.04``: the KL term gives every row a
 gradient, so every completion is forwarded and back-propagated at every step whatever the rewards, and the work per
 step stays level while its shapes vary (``bench_step_memory.py`` measures how the peak follows the rows trained
@@ -13,8 +13,9 @@ line fitted to the step peaks after ``--warmup`` steps gives the growth per 100 
 fitted level at the first step after the warm-up; a leak or allocator fragmentation shows as a positive slope. The
 correlation of the step peak with the step's longest completion is reported beside it.
 
-Writes ``results_soak.json`` (``growth_percent_per_100_steps`` and ``steps`` of the last run, every run under
-``by_scope``) and ``soak.png`` to ``--output-dir``; ``--docs`` copies them to docs/ (the plot to docs/images/).
+Writes ``results_soak.json`` (``growth_percent_per_100_steps`` and ``steps``; with ``--before``, the earlier soak
+under ``before_fix``) and ``soak.png`` to ``--output-dir``; ``--docs`` copies them to docs/ (the plot to
+docs/images/).
 """
 
 from __future__ import annotations
@@ -47,11 +48,13 @@ class Config:
     """Completions per prompt."""
     micro_batch_size: int = 16
     """Rows per forward pass (the preset's 8 doubled, the setting that ran out of memory)."""
-    scopes: tuple[str, ...] = ("step", "micro_batch")
-    """--shared-prompt-scope of each run: step (the encoding held for the whole step, the way the loop worked before
-    the fix) and micro_batch (the default). The summary's top-level figures are the last run's."""
+    before: str | None = None
+    """A results_soak.json of an earlier soak (the code before a fix) to show beside this one, in the JSON
+    (before_fix) and the plot."""
+    label: str = "this code"
+    """This run's name in the plot."""
     output_dir: str = "runs/soak"
-    """Each run goes to <scope>/ below it, the summary and the plot beside them."""
+    """The run goes to run/ below it, the summary and the plot beside it."""
     docs: bool = False
     """Also copy the summary and the plot to docs/."""
 
@@ -78,29 +81,31 @@ def plot(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (memory, length) = plt.subplots(2, 1, figsize=(9, 6.5), sharex=True, layout="constrained")
+    fig, (memory, heap) = plt.subplots(2, 1, figsize=(9, 6.5), sharex=True, layout="constrained")
     first = results["warmup"] + 1
-    for scope, one in results["by_scope"].items():
+    runs = ([("before the fix", results["before_fix"])] if "before_fix" in results else []) + [(results["label"], results)]
+    for name, one in runs:
         per_step = one["per_step"]
-        line, = memory.plot(per_step["step"], per_step["step_peak_gib"], alpha=0.6,
-                            label=f"--shared-prompt-scope {scope}: peak of each step")
+        line, = memory.plot(per_step["step"], per_step["step_peak_gib"], alpha=0.6, label=f"{name}: peak of each step")
         xs = [s for s in per_step["step"] if s >= first]
         memory.plot(xs, [one["fit_level_gib"] + one["fit_slope_gib_per_step"] * (s - first) for s in xs], "--",
                     color=line.get_color(), label=f"fit after warm-up: {one['growth_percent_per_100_steps']:+.2f} % per 100 steps")
-        length.plot(per_step["step"], per_step["rows_trained"], color=line.get_color(), alpha=0.6, label=scope)
+        if None not in per_step.get("heap_free_held_gib", [None]):
+            heap.plot(per_step["step"], per_step["heap_free_held_gib"], color=line.get_color(), label=f"{name}: freed, held by malloc")
+            heap.plot(per_step["step"], per_step["heap_in_use_gib"], color=line.get_color(), ls=":", label=f"{name}: in use")
     memory.set_ylabel("GiB"), memory.legend(fontsize=8), memory.grid(alpha=0.3)
-    length.set_ylabel("rows trained"), length.set_xlabel("step"), length.grid(alpha=0.3), length.legend(fontsize=8)
+    heap.set_ylabel("GiB at the step's end"), heap.set_xlabel("step"), heap.grid(alpha=0.3), heap.legend(fontsize=8)
     fig.suptitle(f"memory over {results['steps']} steps ({results['settings']})")
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def soak(cfg: Config, scope: str, out: Path) -> dict:
-    """One run at ``--shared-prompt-scope scope``; its step peaks, their fitted slope and what they follow."""
-    folder = out / scope
+def soak(cfg: Config, out: Path) -> dict:
+    """The run; its step peaks, their fitted slope, malloc's account and what the peak follows."""
+    folder = out / "run"
     flags = ["--preset", "gsm8k", "--steps", str(cfg.steps), "--time-limit", "0", "--max-new-tokens",
              str(cfg.max_new_tokens), "--prompts-per-step", str(cfg.prompts_per_step), "--group-size",
-             str(cfg.group_size), "--micro-batch-size", str(cfg.micro_batch_size), "--shared-prompt-scope", scope, "--beta", "0.04",
+             str(cfg.group_size), "--micro-batch-size", str(cfg.micro_batch_size), "--beta", "0.04",
              "--no-eval-before", "--eval-problems", "0", "--eval-every", "0", "--save-every", str(cfg.steps),
              "--optimizer-state", "none"]
     command = [sys.executable, str(ROOT / "scripts" / "train_grpo.py"), *flags, "--output-dir", str(folder), "--overwrite"]
@@ -131,18 +136,17 @@ def main(cfg: Config) -> dict:
     if cfg.steps < cfg.warmup + 3:
         raise UserError(f"--steps {cfg.steps}: needs at least --warmup + 3 ({cfg.warmup + 3}) to fit a slope")
     out = Path(cfg.output_dir)
-    runs = {scope: soak(cfg, scope, out) for scope in cfg.scopes}
-    last = runs[cfg.scopes[-1]]
-    results = {"command": " ".join(sys.argv), "warmup": cfg.warmup, "scope": cfg.scopes[-1],
+    before = json.loads(Path(cfg.before).read_text()) if cfg.before else None
+    run_result = soak(cfg, out)
+    results = {"command": " ".join(sys.argv), "warmup": cfg.warmup, "label": cfg.label,
                "settings": f"GSM8K, {cfg.prompts_per_step}x{cfg.group_size} completions up to {cfg.max_new_tokens} "
-                           f"tokens, micro-batches of {cfg.micro_batch_size}",
-               **{k: v for k, v in last.items() if k != "per_step"}, "by_scope": runs}
-    print()
-    for scope, one in runs.items():
-        print(f"--shared-prompt-scope {scope}: {one['steps']} steps, step peak {one['fit_level_gib']:.2f} GiB after "
-              f"warm-up, growth {one['growth_gib_per_100_steps']:+.3f} GiB = {one['growth_percent_per_100_steps']:+.2f} % "
-              f"per 100 steps; highest {one['max_step_peak_gib']:.2f} GiB; correlation of the step peak with the rows "
-              f"trained {one['peak_vs_rows_trained_correlation']:.2f}, with the longest completion "
+                           f"tokens, micro-batches of {cfg.micro_batch_size}, beta 0.04", **run_result}
+    if before:
+        results["before_fix"] = {k: v for k, v in before.items() if k != "before_fix"}
+    for name, one in ([("before the fix", before)] if before else []) + [(cfg.label, results)]:
+        print(f"{name}: {one['steps']} steps, step peak {one['fit_level_gib']:.2f} GiB after warm-up, growth "
+              f"{one['growth_gib_per_100_steps']:+.3f} GiB = {one['growth_percent_per_100_steps']:+.2f} % per 100 steps; "
+              f"highest {one['max_step_peak_gib']:.2f} GiB; correlation of the step peak with the longest completion "
               f"{one['peak_vs_longest_completion_correlation']:.2f}")
         if "heap_in_use_gib_growth_per_100_steps" in one:
             print(f"  per 100 steps: malloc in use {one['heap_in_use_gib_growth_per_100_steps']:+.3f} GiB, freed but "

@@ -144,13 +144,17 @@ def score_rollouts(rollouts: Rollouts, weights: dict[str, float], max_new_tokens
 
 
 def micro_batches(rollouts: Rollouts, size: int, rows: list[int] | None = None) -> list[list[int]]:
-    """Row indices (all, or ``rows``) in micro-batches of ``size``, similar lengths together (less padding).
+    """Row indices (all, or ``rows``) in micro-batches of ``size``, similar lengths together (less padding), the
+    longest first.
 
-    The sort is stable, so rows of equal length stay in row order, that is with their group: a shared-prompt
-    forward then has fewer distinct prompts to encode.
+    Longest first: the first micro-batch's activations are the largest, and the later ones fit in the memory they
+    freed. Shortest first, every micro-batch needs larger blocks than the allocator holds free, and CPU malloc kept
+    the freed ones: 7.8 GiB held free against 1.9 GiB in use after one GSM8K-shaped update
+    (``scripts/bench/bench_step_memory.py``, docs/efficiency.md). The sort is stable, so rows of equal length stay in
+    row order, that is with their group: a shared-prompt forward then has fewer distinct prompts to encode.
     """
     order = sorted(range(len(rollouts)) if rows is None else rows,
-                   key=lambda i: len(rollouts.prompt_ids[i]) + len(rollouts.completion_ids[i]))
+                   key=lambda i: -(len(rollouts.prompt_ids[i]) + len(rollouts.completion_ids[i])))
     return [order[i : i + size] for i in range(0, len(order), size)]
 
 

@@ -1,7 +1,7 @@
 """The engine/trainer mismatch and its correction, measured on the main job: on-policy and with stale rollouts, each
 with the correction off and on, GSPO and CISPO, and the trainer in float32 against the engine's bf16.
 
-    python scripts/bench/bench_rollout_correction.py --docs          # 7 runs of the main job, about 40 minutes on 2 cores
+    python scripts/bench/bench_rollout_correction.py --docs          # 8 runs of the main job, about 45 minutes on 2 cores
     python scripts/bench/bench_rollout_correction.py --steps 3 --eval-problems 16 --output-dir runs/correction_quick
 
 Each run is its own ``scripts/train_grpo.py`` process at the main job's settings and seed, one after the other:
@@ -13,6 +13,7 @@ Each run is its own ``scripts/train_grpo.py`` process at the main job's settings
     gspo                 --preset gspo (one clipped ratio per sequence, 2 passes per batch)
     cispo                --preset cispo (clipped stop-gradient weights on REINFORCE, 2 passes per batch)
     float32_trainer      --no-autocast (the trainer's forward in float32, the engine in bf16)
+    float32_corrected    --no-autocast --rollout-correction MODE (the largest on-policy mismatch, corrected)
 
 Writes ``results_rollout_correction.json`` (held-out greedy and sampled pass@1 before -> after, the mismatch metrics
 and the fraction corrected, per run and per step) and ``rollout_correction.png`` to ``--output-dir``; ``--docs``
@@ -52,8 +53,8 @@ class Config:
     seed: int = 0
     """The same seed for every run."""
     runs: tuple[str, ...] = ("on_policy", "on_policy_corrected", "stale", "stale_corrected", "gspo", "cispo",
-                             "float32_trainer")
-    """Which runs to make (default: all seven)."""
+                             "float32_trainer", "float32_corrected")
+    """Which runs to make (default: all eight)."""
     output_dir: str = "runs/rollout_correction"
     """Each run goes to a folder of its name below it, with the summary and the plot beside them."""
     rerun: bool = False
@@ -68,7 +69,8 @@ def flags(cfg: Config) -> dict[str, list[str]]:
     return {"on_policy": ["--rollout-correction", "none"], "on_policy_corrected": corrected,
             "stale": [*stale, "--rollout-correction", "none"], "stale_corrected": [*stale, *corrected],
             "gspo": ["--preset", "gspo"], "cispo": ["--preset", "cispo"],
-            "float32_trainer": ["--rollout-correction", "none", "--no-autocast"]}
+            "float32_trainer": ["--rollout-correction", "none", "--no-autocast"],
+            "float32_corrected": [*corrected, "--no-autocast"]}
 
 
 def train_run(cfg: Config, name: str, extra: list[str]) -> Path:
@@ -90,7 +92,7 @@ def summary(folder: Path, extra: list[str]) -> dict:
     report = json.loads((folder / "results.json").read_text())
     task = report["tasks"][0]
     per_step = {key: [m.get(key) for m in steps] for key in MISMATCH}
-    measured = [m for m in steps if MISMATCH[0] in m]
+    measured = [m for m in steps if MISMATCH[0] in m]  # a step that forwarded no row has no mismatch to measure
 
     def mean(key: str) -> float | None:
         return sum(m[key] for m in measured) / len(measured) if measured else None
@@ -98,7 +100,8 @@ def summary(folder: Path, extra: list[str]) -> dict:
     return {"flags": extra, "before": report["before"].get(task), "after": report["after"][task],
             "wall_seconds": report["wall_seconds"], "loop_seconds": sum(m["time/step"] for m in steps),
             "train_accuracy": [m.get("train/accuracy") for m in steps],
-            "mean": {key: mean(key) for key in MISMATCH}, "max_logprob_diff": max(per_step[MISMATCH[2]], default=None),
+            "mean": {key: mean(key) for key in MISMATCH},
+            "max_logprob_diff": max((d for d in per_step[MISMATCH[2]] if d is not None), default=None),
             "per_step": per_step}
 
 

@@ -1,7 +1,7 @@
 """The engine/trainer mismatch and its correction, measured on the main job: on-policy and with stale rollouts, each
 with the correction off and on, GSPO and CISPO, and the trainer in float32 against the engine's bf16.
 
-    python scripts/bench/bench_rollout_correction.py --docs          # 7 runs of the main job, about 40 minutes on 2 cores
+    python scripts/bench/bench_rollout_correction.py --docs          # 8 runs of the main job, about 45 minutes on 2 cores
     python scripts/bench/bench_rollout_correction.py --steps 3 --eval-problems 16 --output-dir runs/correction_quick
 
 Each run is its own ``scripts/train_grpo.py`` process at the main job's settings and seed, one after the other:
@@ -13,8 +13,7 @@ Each run is its own ``scripts/train_grpo.py`` process at the main job's settings
     gspo                 --preset gspo (one clipped ratio per sequence, 2 passes per batch)
     cispo                --preset cispo (clipped stop-gradient weights on REINFORCE, 2 passes per batch)
     float32_trainer      --no-autocast (the trainer's forward in float32, the engine in bf16)
-    float32_corrected    --no-autocast --rollout-correction MODE (the largest on-policy mismatch, corrected; only
-                         with --runs ..., not yet measured)
+    float32_corrected    --no-autocast --rollout-correction MODE (the largest on-policy mismatch, corrected)
 
 Writes ``results_rollout_correction.json`` (held-out greedy and sampled pass@1 before -> after, the mismatch metrics
 and the fraction corrected, per run and per step) and ``rollout_correction.png`` to ``--output-dir``; ``--docs``
@@ -54,8 +53,8 @@ class Config:
     seed: int = 0
     """The same seed for every run."""
     runs: tuple[str, ...] = ("on_policy", "on_policy_corrected", "stale", "stale_corrected", "gspo", "cispo",
-                             "float32_trainer")
-    """Which runs to make (default: the seven of docs/results.md; float32_corrected on request)."""
+                             "float32_trainer", "float32_corrected")
+    """Which runs to make (default: all eight)."""
     output_dir: str = "runs/rollout_correction"
     """Each run goes to a folder of its name below it, with the summary and the plot beside them."""
     rerun: bool = False

@@ -45,7 +45,7 @@ class Config:
 def train_run(cfg: Config, name: str, flags: list[str]) -> Path:
     folder = Path(cfg.output_dir) / name
     command = [sys.executable, str(ROOT / "scripts" / "train_grpo.py"), "--steps", str(cfg.steps), "--seed", str(cfg.seed),
-               "--eval-problems", str(cfg.eval_problems), "--output-dir", str(folder), *flags]
+               "--eval-problems", str(cfg.eval_problems), "--output-dir", str(folder), "--overwrite", *flags]  # an earlier run: moved aside
     print(f"\n=== {name}: {' '.join(command[1:])}", flush=True)
     if subprocess.run(command).returncode != 0:
         raise UserError(f"the {name} run failed (its output is above; its folder is {folder})")

@@ -17,17 +17,19 @@ Each run is its own ``scripts/train_grpo.py`` process at the main job's settings
 
 Writes ``results_rollout_correction.json`` (held-out greedy and sampled pass@1 before -> after, the mismatch metrics
 and the fraction corrected, per run and per step) and ``rollout_correction.png`` to ``--output-dir``; ``--docs``
-copies both to docs/. A run whose folder already holds ``results.json`` is not run again (``--rerun`` forces it).
+copies both to docs/. A run whose folder already holds ``results.json`` is not run again (``--rerun`` forces it; the earlier run is moved
+aside to a dated folder, as ``--overwrite`` does).
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from bench_outputs import publish
 
 from reasoning_rl.cli import run
 from reasoning_rl.tracking import read_metrics
@@ -78,9 +80,9 @@ def train_run(cfg: Config, name: str, extra: list[str]) -> Path:
     if (folder / "results.json").exists() and not cfg.rerun:
         print(f"=== {name}: done before ({folder / 'results.json'})", flush=True)
         return folder
-    shutil.rmtree(folder, ignore_errors=True)
     command = [sys.executable, str(ROOT / "scripts" / "train_grpo.py"), *extra, "--steps", str(cfg.steps), "--seed",
-               str(cfg.seed), "--eval-problems", str(cfg.eval_problems), "--output-dir", str(folder)]
+               str(cfg.seed), "--eval-problems", str(cfg.eval_problems), "--output-dir", str(folder),
+               "--overwrite"]  # an unfinished earlier run of it is moved aside, not deleted
     print(f"\n=== {name}: {' '.join(command[1:])}", flush=True)
     if subprocess.run(command).returncode != 0:
         raise UserError(f"the {name} run failed (its output is above; its folder is {folder})")
@@ -150,12 +152,7 @@ def main(cfg: Config) -> dict:
         print(f"| {name} | {r['before']['greedy']:.1%} -> {r['after']['greedy']:.1%} | {r['before']['pass@1']:.1%} -> "
               f"{r['after']['pass@1']:.1%} | {kl} | {r['max_logprob_diff'] or 0:.3f} | "
               f"{m['rollout/corrected_fraction'] or 0:.2%} |")
-    out = Path(cfg.output_dir)
-    (out / "results_rollout_correction.json").write_text(json.dumps(results, indent=2))
-    plot(results, out / "rollout_correction.png")
-    if cfg.docs:
-        shutil.copy(out / "results_rollout_correction.json", ROOT / "docs" / "results_rollout_correction.json")
-        shutil.copy(out / "rollout_correction.png", ROOT / "docs" / "images" / "rollout_correction.png")
+    publish(Path(cfg.output_dir), "rollout_correction", results, lambda path: plot(results, path), cfg.docs)
     return results
 
 

@@ -16,17 +16,16 @@ and held-out greedy accuracy. Writes ``results_selection.json`` and ``selection.
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench_efficiency import train_run
+from bench_outputs import publish
 
 from reasoning_rl.cli import run
 from reasoning_rl.tracking import read_metrics
 
-ROOT = Path(__file__).resolve().parents[2]
 METHODS = {"uniform": [], "dapo": ["--dynamic-sampling"], "selection": ["--select-by-difficulty"]}
 
 
@@ -106,11 +105,7 @@ def main(cfg: Config) -> dict:
         print(f"| {name} | {r['generate_seconds']:.1f} | {r['informative_groups_per_100_completions']:.2f} | "
               f"{r['informative_groups_trained']} | {r['generate_seconds_per_informative_group']:.2f} | "
               f"{r['frac_reward_zero_std_mean']:.2f} | {r['before']['greedy']:.1%} -> {r['after']['greedy']:.1%} |")
-    (out / "results_selection.json").write_text(json.dumps(results, indent=2))
-    plot(results, out / "selection.png")
-    if cfg.docs:
-        shutil.copy(out / "results_selection.json", ROOT / "docs" / "results_selection.json")
-        shutil.copy(out / "selection.png", ROOT / "docs" / "images" / "selection.png")
+    publish(out, "selection", results, lambda path: plot(results, path), cfg.docs)
     return results
 
 

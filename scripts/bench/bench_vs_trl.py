@@ -31,16 +31,18 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench_outputs import publish
+
 from reasoning_rl.cli import run
 from reasoning_rl.tracking import read_metrics
 from runtime.errors import UserError
+from runtime.run_folder import aside_name
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -228,8 +230,10 @@ def main(cfg: Config) -> dict:
     if cfg.quick:
         cfg.steps, cfg.eval_problems = 3, 16
     out = Path(cfg.output_dir)
-    if out.exists():
-        shutil.rmtree(out)  # both runs start from scratch
+    if out.exists():  # both runs start from scratch; an earlier comparison is moved aside, not deleted
+        aside = aside_name(out)
+        os.replace(out, aside)
+        print(f"the earlier comparison in {out} is now in {aside}", flush=True)
     out.mkdir(parents=True)
     ours, ours_greedy = run_ours(cfg, out / "ours")
     trl, trl_model = run_trl(cfg, out / "trl")
@@ -251,8 +255,7 @@ def main(cfg: Config) -> dict:
                           "top_k": "none (vLLM -1)", "flags": list(cfg.our_flags)},
         "eval_problems": cfg.eval_problems,
     }
-    (out / "results_bench_vs_trl.json").write_text(json.dumps(results, indent=2))
-    plot(ours, trl, cfg, comparison, out / "bench_vs_trl.png")
+    publish(out, "bench_vs_trl", results, lambda path: plot(ours, trl, cfg, comparison, path), cfg.docs)
 
     print(f"\n{'':28s} {'this project':>14s} {'TRL':>14s}")
     print(f"{'seconds per step':28s} {per_step(ours):14.1f} {per_step(trl):14.1f}")
@@ -263,9 +266,6 @@ def main(cfg: Config) -> dict:
     print(comparison["note"])
     ratio = comparison["time_to_accuracy_ratio"]
     print(f"time_to_accuracy_ratio: {ratio:.2f}" if ratio else "time_to_accuracy_ratio: none")
-    if cfg.docs:
-        shutil.copy(out / "results_bench_vs_trl.json", ROOT / "docs" / "results_bench_vs_trl.json")
-        shutil.copy(out / "bench_vs_trl.png", ROOT / "docs" / "images" / "bench_vs_trl.png")
     return results
 
 

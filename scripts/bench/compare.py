@@ -12,7 +12,8 @@ is the same. The held-out problems and seed are the same; the untrained policy i
 once (by the first method) since the starting model is the same.
 
 A finished method (its results.json exists) is not run again: a killed comparison continues
-where it stopped (``--force`` reruns everything). The report is ``comparison.md`` and
+where it stopped (``--auto-resume``: from its checkpoint; ``--force`` reruns everything, the earlier
+runs moved aside to dated folders). The report is ``comparison.md`` and
 ``comparison.png`` in ``output_dir``.
 """
 
@@ -78,9 +79,8 @@ def run_method(cfg: Config, method: str, first: bool) -> None:
                "--max-new-tokens", str(cfg.max_new_tokens), "--eval-problems", str(cfg.eval_problems),
                "--eval-samples", str(cfg.eval_samples), "--eval-every", str(cfg.eval_every), "--seed", str(cfg.seed),
                "--output-dir", str(out), "--save-every", str(max(1, cfg.steps // 4)),
-               *([] if first else ["--no-eval-before"]), *shlex.split(getattr(cfg, f"{method}_args"))]
-    if (out / "checkpoints").is_dir() and not cfg.force:
-        command.append("--resume")
+               *([] if first else ["--no-eval-before"]), *shlex.split(getattr(cfg, f"{method}_args")),
+               "--overwrite" if cfg.force else "--auto-resume"]  # --force: the earlier run is moved aside
     print(f"\n=== {method}: {shlex.join(command)}")
     subprocess.run(command, check=True)
 

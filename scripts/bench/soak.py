@@ -21,11 +21,12 @@ docs/images/).
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from bench_outputs import publish
 
 from reasoning_rl.cli import run
 from reasoning_rl.tracking import read_metrics
@@ -152,11 +153,7 @@ def main(cfg: Config) -> dict:
             print(f"  per 100 steps: malloc in use {one['heap_in_use_gib_growth_per_100_steps']:+.3f} GiB, freed but "
                   f"held {one['heap_free_held_gib_growth_per_100_steps']:+.3f} GiB, resident at step end "
                   f"{one['rss_gib_growth_per_100_steps']:+.3f} GiB")
-    (out / "results_soak.json").write_text(json.dumps(results, indent=2))
-    plot(results, out / "soak.png")
-    if cfg.docs:
-        shutil.copy(out / "results_soak.json", ROOT / "docs" / "results_soak.json")
-        shutil.copy(out / "soak.png", ROOT / "docs" / "images" / "soak.png")
+    publish(out, "soak", results, lambda path: plot(results, path), cfg.docs)
     return results
 
 

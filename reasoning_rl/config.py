@@ -84,8 +84,10 @@ def saved_config(cfg) -> dict | None:
     (no checkpoint that holds the optimizer state, so ``--auto-resume`` starts a new run)."""
     if not (getattr(cfg, "resume", False) or getattr(cfg, "auto_resume", False)):
         return None
+    from reasoning_rl.checkpoint import latest_checkpoint  # torch: loaded only when a run resumes
+
     out = Path(cfg.output_dir)
-    if not (out / "config.json").exists() or not any((out / "checkpoints").glob("step_*/training_state.pt")):
+    if not (out / "config.json").exists() or latest_checkpoint(out) is None:
         return None
     try:
         return json.loads((out / "config.json").read_text())
@@ -93,15 +95,21 @@ def saved_config(cfg) -> dict | None:
         raise UserError(f"--resume: cannot read the run's settings in {out / 'config.json'}: {error}") from None
 
 
-def changed_settings(saved: dict, cfg) -> dict[str, tuple]:
-    """{option: (saved value, value in ``cfg``)} for each of ``cfg``'s options that differs from ``saved``."""
+def changed_settings(saved: dict, cfg, allowed: frozenset = frozenset()) -> dict[str, tuple]:
+    """{option: (saved value, value in ``cfg``)} for each of ``cfg``'s options not in ``allowed`` that differs from
+    ``saved``."""
     changed = {}
     for f in dataclasses.fields(cfg):
-        if f.name in saved:
+        if f.name in saved and f.name not in allowed:
             old, new = saved[f.name], getattr(cfg, f.name)
             if (tuple(old) if isinstance(old, list) else old) != new:
                 changed[f.name] = (old, new)
     return changed
+
+
+def as_flags(changed: dict[str, tuple], owner: str) -> str:
+    """``--task 'b' (the run has 'a'); ...``: the changes of ``changed_settings`` as the flags that made them."""
+    return "; ".join(f"--{k.replace('_', '-')} {new!r} ({owner} has {old!r})" for k, (old, new) in changed.items())
 
 
 def resumed_config(cls, cfg, argv: list[str], defaults: dict, description: str | None):
@@ -113,11 +121,10 @@ def resumed_config(cls, cfg, argv: list[str], defaults: dict, description: str |
     names = {f.name for f in dataclasses.fields(cls)}
     own = {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in names}
     resumed = tyro.cli(cls, args=argv, default=cls(**{**own, **defaults}), description=description)
-    refused = {k: v for k, v in changed_settings(saved, resumed).items() if k not in MAY_CHANGE_ON_RESUME}
-    if refused:
-        flags = "; ".join(f"--{k.replace('_', '-')} {new!r} (the run has {old!r})" for k, (old, new) in refused.items())
+    if refused := changed_settings(saved, resumed, MAY_CHANGE_ON_RESUME):
         raise UserError(f"--resume continues the run in {cfg.output_dir} with its own settings, and these would change "
-                        f"what it trains: {flags}. Drop them, or start a new run (another --output-dir, or --overwrite)")
+                        f"what it trains: {as_flags(refused, 'the run')}. Drop them, or start a new run (another "
+                        "--output-dir, or --overwrite)")
     return resumed
 
 

@@ -186,7 +186,7 @@ def write_config(out: Path, cfg: RLConfig, algorithm: str, processes: int, resum
     saved = json.loads(path.read_text()) if resumed_at is not None and path.exists() else {}
     resumes = saved.get("resumes", [])
     if resumed_at is not None:
-        changed = {k: list(v) for k, v in changed_settings(saved, cfg).items() if k not in ("resume", "auto_resume")}
+        changed = {k: list(v) for k, v in changed_settings(saved, cfg, frozenset({"resume", "auto_resume"})).items()}
         resumes.append({"at_step": resumed_at, "changed": changed})
     blob = {"algorithm": algorithm, **dataclasses.asdict(cfg), "processes": processes}
     path.write_text(json.dumps({**blob, "resumes": resumes} if resumes else blob, indent=2))

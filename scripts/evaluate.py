@@ -27,7 +27,7 @@ from data_prep import TEMPLATES, load_problems
 from data_prep.benchmarks import data_label
 from eval import evaluate
 from reasoning_rl.cli import check_options, run
-from reasoning_rl.config import changed_settings
+from reasoning_rl.config import as_flags, changed_settings
 from reasoning_rl.generation import make_generator
 from reasoning_rl.models import load_policy, load_tokenizer, resolve_model
 from runtime.distributed import Dist
@@ -146,12 +146,10 @@ def claim_eval_folder(cfg: Config) -> Path:
     out = claim(cfg.output_dir, eval_contents, resume=cfg.resume, overwrite=cfg.overwrite)
     path = out / "config.json"
     if cfg.resume and path.exists():
-        changed = {k: v for k, v in changed_settings(json.loads(path.read_text()), cfg).items()
-                   if k not in MAY_CHANGE_ON_RESUME}
-        if changed:
-            flags = "; ".join(f"--{k.replace('_', '-')} {new!r} (it has {old!r})" for k, (old, new) in changed.items())
-            raise UserError(f"--resume: the evaluation in {out} was made with other settings: {flags}. Use them, or "
-                            "start a new evaluation (another --output-dir, or --overwrite)")
+        if changed := changed_settings(json.loads(path.read_text()), cfg, MAY_CHANGE_ON_RESUME):
+            raise UserError(f"--resume: the evaluation in {out} was made with other settings: "
+                            f"{as_flags(changed, 'it')}. Use them, or start a new evaluation (another --output-dir, "
+                            "or --overwrite)")
     path.write_text(json.dumps(asdict(cfg), indent=2))
     return out
 

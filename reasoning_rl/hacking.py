@@ -15,6 +15,8 @@ accuracy fell by ``fall`` or more, it warns once, naming the steps and the numbe
 
 from __future__ import annotations
 
+from collections import deque
+
 from rewards import REWARDS
 from rewards.extract import after_thinking, boxed_spans, extract_final, repair_escapes
 
@@ -42,7 +44,7 @@ class HackingMonitor:
 
     def __init__(self, window: int = 3, rise: float = 0.2, fall: float = 0.05):
         self.window, self.rise, self.fall = window, rise, fall
-        self.history: list[tuple[int, dict[str, float]]] = []
+        self.history: deque[tuple[int, dict[str, float]]] = deque(maxlen=2 * window)  # the two windows compared
         self.warned = False
 
     def observe(self, step: int, metrics: dict[str, float]) -> str | None:
@@ -52,7 +54,7 @@ class HackingMonitor:
         w = self.window
         if self.warned or len(self.history) < 2 * w or "reward/accuracy" not in self.history[-1][1]:
             return None
-        before, after = self.history[-2 * w : -w], self.history[-w:]
+        before, after = list(self.history)[:w], list(self.history)[w:]
 
         def mean(rows, key):
             return sum(m.get(key, 0.0) for _, m in rows) / len(rows)

@@ -265,11 +265,11 @@ class PolicyGradient:
 class PromptEncoding:
     """How one optimizer step's rows get their prompts.
 
-    With ``--shared-prompt`` each group's prompt is encoded once (Prefix Grouper's shared-prefix forward): per
-    micro-batch, in the micro-batch's own forward and backward (the default ``--shared-prompt-scope micro_batch``,
-    and always with several ranks, so that each micro-batch is one forward and one backward through DDP); or, with
-    ``--shared-prompt-scope step`` in one process, once for the whole step, back-propagated once after the last
-    micro-batch (its graph held meanwhile). Without, every row encodes its own prompt. All give the same log-probs
+    With ``--shared-prompt`` each group's prompt is encoded once (Prefix Grouper's shared-prefix forward): in one
+    process with ``--shared-prompt-scope step`` (the default), once for the whole step, back-propagated once after
+    the last micro-batch (its graph held meanwhile); per micro-batch, in the micro-batch's own forward and backward,
+    with ``--shared-prompt-scope micro_batch`` and always with several ranks (so that each micro-batch is one
+    forward and one backward through DDP). Without, every row encodes its own prompt. All give the same log-probs
     and gradients.
     """
 

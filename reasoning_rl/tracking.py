@@ -4,6 +4,7 @@ measures of itself (peak memory, a fingerprint of the weights, wall time)."""
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import json
 import resource
@@ -114,15 +115,24 @@ class _MallInfo2(ctypes.Structure):
                 ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
 
 
+@functools.cache
+def _mallinfo2():
+    """glibc's ``mallinfo2``, looked up once (None where the C library has none)."""
+    try:
+        mallinfo2 = ctypes.CDLL(None).mallinfo2
+    except (OSError, AttributeError):
+        return None
+    mallinfo2.restype = _MallInfo2
+    return mallinfo2
+
+
 def heap_gib() -> dict[str, float]:
     """glibc malloc's own account (``mallinfo2``, glibc 2.33+; {} elsewhere): ``memory/heap_in_use_gib``, the bytes the
     process has allocated and not freed, and ``memory/heap_free_held_gib``, freed bytes malloc keeps in its arenas
     instead of returning them. Resident memory that grows while the first stays level is fragmentation, not a leak."""
-    try:
-        mallinfo2 = ctypes.CDLL(None).mallinfo2
-    except (OSError, AttributeError):
+    mallinfo2 = _mallinfo2()
+    if mallinfo2 is None:
         return {}
-    mallinfo2.restype = _MallInfo2
     info = mallinfo2()
     return {"memory/heap_in_use_gib": (info.uordblks + info.hblkhd) / 2**30, "memory/heap_free_held_gib": info.fordblks / 2**30}
 

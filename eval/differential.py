@@ -17,6 +17,14 @@ Where math-verify accepts and the project rejects, the rule is a reason math-ver
   after what math-verify took;
 - ``screened``: the project did not send the answer to sympy (too costly) or it timed out.
 
+On either side:
+
+- ``unmarked_text``: the completion marks no final answer (no box, heading, answer phrase, answer tag or ``####``):
+  the project reads its last typeset expression (else the last standalone number of plain prose), math-verify
+  another number of the text. Neither is an answer the completion states; both are guesses at unmarked text, and
+  the project's is its documented one. Found only in noise (the untrained 135M model at temperature 1 on MATH-500);
+  a real completion states its answer, and the marker rules above decide.
+
 Where the project accepts and math-verify rejects, the rule is the project's own reading that math-verify lacks:
 
 - ``heading``, ``answer_phrase``, ``boxed_list``, ``answer_tag``, ``hashes``: the final answer found by that marker
@@ -124,6 +132,8 @@ RULES: list[tuple[str, str, Rule]] = [
     ("hashes", "project", _source("hashes")),
     ("number_after_expression", "project", number_after_expression),
     ("last_number", "project", _source("last_number")),
+    ("unmarked_text", "raw", _source("latex", "last_number")),
+    ("unmarked_text", "project", _source("latex")),  # (last_number on this side: the rule above)
 ]
 
 

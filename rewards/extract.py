@@ -13,7 +13,7 @@ that matches wins):
      "(a) ... and for part (b) it is") form one answer list, as in math-verify;
    - ``answer_tag``: the last ``<answer>...</answer>`` block;
    - ``hashes``: GSM8K's ``#### n``;
-   - ``answer_is``: the last "the answer is X", "final answer: X", "Answer: X"; X is a formula kept
+   - ``answer_is``: the last "the answer is X", "final answer: X", "Answer: X", "the final answer of X"; X is a formula kept
      whole ("The answer is: (-1,6)."), the number stated after an expression ("Final Answer: The
      largest $n$ is 34."), or the last number of prose.
 4. ``latex``: the last mathematical expression: ``$...$``, ``$$...$$``, ``\\(...\\)``,
@@ -133,7 +133,8 @@ def boxed_answer(text: str) -> str | None:
 
 _ANSWER_TAG_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _HASHES_RE = re.compile(r"####\s*([^\n]+)")
-_ANSWER_IS_RE = re.compile(r"(?:answer is|answer\s*:|answer\s*=)[:\s]*", re.IGNORECASE)
+# "the answer is X", "Answer: X", "answer = X", and "the final answer of X" when X is a number or formula at once
+_ANSWER_IS_RE = re.compile(r"(?:answer is|answer\s*:|answer\s*=|answer of(?=\s*[-$\\\d(]))[:\s]*", re.IGNORECASE)
 # A heading line after which the final answer stands on the next lines: "# Answer", "**Final Answer**",
 # "Final answer:" (PRM800K's GPT-4 writes "# Answer\n\n42").
 _HEADING_RE = re.compile(r"^[ \t]*(?:#+[ \t]*(?:final[ \t]+)?answer[ \t]*:?|\*\*[ \t]*(?:final[ \t]+)?answer[ \t]*:?[ \t]*\*\*"
@@ -168,6 +169,9 @@ def answer_phrase(text: str) -> str | None:
     math_first = _MATH_RE.match(rest.lstrip())
     if math_first:  # "the answer is $3.5$." -- the expression itself, whatever punctuation follows
         return math_first.group(math_first.lastindex).strip() or None
+    if starts[-1].group(0).lower().startswith("answer of"):  # "the final answer of 36, but ...": the number itself
+        number = _NUMBER_RE.match(rest)
+        return number.group(0).replace(" ", "") if number else None
     phrase = _SENTENCE_END_RE.split(rest, maxsplit=1)[0].strip()
     if not phrase:
         return None
@@ -285,9 +289,18 @@ _NUMBER_RE = re.compile(r"(?<![A-Za-z_\d.^])-?(?:\d{1,3}(?:[, ]\d{3})+(?!\d)|\d+
                         rf"(?:(?![A-Za-z_\d])|(?=(?:{_UNITS})(?![A-Za-z\d])))")
 
 
+# a number that is an operand of an operation written out, not a result: "2 * 3 * 4" holds no stated 4 ("= 12" does)
+_OPERATOR_BEFORE_RE = re.compile(r"(?:[-+*/×÷^]|\\times|\\cdot)\s*\Z")
+_OPERATOR_AFTER_RE = re.compile(r"\s*(?:[-+*/×÷^=]|\\times|\\cdot)\s*[\d(]")
+
+
 def last_number(text: str) -> str | None:
-    matches = _NUMBER_RE.findall(text)
-    return matches[-1].replace(" ", "") if matches else None
+    """The last number of ``text`` that is stated, not an operand: in "so 3 + 9 = 12" it is 12, in "the expression
+    2 * 3 * 4, and" there is none."""
+    for match in reversed(list(_NUMBER_RE.finditer(text))):
+        if not (_OPERATOR_BEFORE_RE.search(text, 0, match.start()) or _OPERATOR_AFTER_RE.match(text, match.end())):
+            return match.group(0).replace(" ", "")
+    return None
 
 
 def extract_final(text: str) -> Extracted | None:

@@ -24,6 +24,8 @@ RULE_CASES = [
     ("heading", "# Answer\n\nthe value \\frac34", "\\frac{3}{4}"),
     ("interval_or_assignment", "Hence $-2 \\le x \\le 7$.", "[-2, 7]"),
     ("answer_phrase", "Factoring gives the answer is (r+5)(r+5)", "(r+5)^2"),
+    ("unmarked_text", "We multiply by $8$ and then finish the parentheses with 1. Yes, it is.", "1"),
+    ("unmarked_text", "So, $\\frac{3}{20}$ is a decimal representation of 6, or 0.6.", "0.15"),
 ]
 
 
@@ -41,10 +43,10 @@ def test_a_verdict_the_project_did_not_reach_is_screened():
     assert explain("$2^{2^{2^{2^{2^{2}}}}}$", "4", Verdict(False, "timeout"), Verdict(True, "math_verify", "4")) == "screened"
 
 
-def test_agreement_needs_no_rule_and_every_rule_is_named_once():
+def test_agreement_needs_no_rule_and_every_rule_is_named_once_per_side():
     ours = grade("The answer is 7.", "7", 5)
     assert explain("The answer is 7.", "7", ours, raw_math_verify("The answer is 7.", "7", 5)) is None
-    names = [name for name, _, _ in RULES]
+    names = [(name, side) for name, side, _ in RULES]
     assert len(names) == len(set(names)) and {side for _, side, _ in RULES} == {"raw", "project"}
 
 
@@ -59,3 +61,21 @@ def test_the_labelled_corpus_has_no_unexplained_disagreement(tmp_path):
     assert result["project_agrees_with_labels"] >= result["math_verify_agrees_with_labels"]
     styles = {json.loads(line)["style"] for line in corpus.read_text().splitlines()}
     assert {"minerva", "heading", "think", "boxed", "gsm8k", "metamath", "decimal", "european"} <= styles
+
+
+def test_the_sampled_corpus_has_no_unexplained_disagreement_and_the_project_matches_every_label(tmp_path):
+    """Completions the embedded model wrote in five prompt styles, with perturbed final-answer endings
+    (tests/data/sample_verifier_corpus.py)."""
+    import verify_quality
+
+    corpus = tmp_path / "verifier_corpus_sampled.jsonl"
+    shutil.copy(ROOT / "tests" / "data" / "verifier_corpus_sampled.jsonl", corpus)
+    rows = [json.loads(line) for line in corpus.read_text().splitlines()]
+    result = verify_quality.main(parse_config(verify_quality.Config, ["--differential", str(corpus)]))
+    assert result["unexplained"] == 0, (tmp_path / "verifier_corpus_sampled.differential.md").read_text()
+    assert result["disagreements"] > 0 and result["project_agrees_with_labels"] == 1.0
+    assert result["project_agrees_with_labels"] > result["math_verify_agrees_with_labels"]
+    sampled = [r for r in rows if r.get("kind", "sampled") == "sampled"]
+    assert len(sampled) >= 100 and {r["style"] for r in sampled} == {"minerva", "r1_think", "boxed", "answer_colon",
+                                                                       "gsm8k_few_shot"}
+    assert {"decimal_for_fraction", "wrong_rounding", "thousands", "glued_unit", "changed"} <= {r.get("kind") for r in rows}

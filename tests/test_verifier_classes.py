@@ -23,6 +23,12 @@ CASES = [
     ("metamath", "Solving both equations gives the point.\nThe answer is: (-1,6).", "6", False),
     ("metamath", "I first thought the answer is 5. After checking the carry, the answer is 7.", "7", True),
     ("metamath", "I first thought the answer is 5. After checking the carry, the answer is 7.", "5", False),
+    # "the final answer of X" (an answer phrase without "is"); "the answer of the question" is not one
+    ("answer_of", "Adding the rows, you reach the final answer of 36, but the shirt earned 23.", "36", True),
+    ("answer_of", "Adding the rows, you reach the final answer of 36, but the shirt earned 23.", "23", False),
+    # a number that is an operand of a written-out operation is not a stated result
+    ("operand", "So we can have the expression 2 * 3 * 4, and the number itself cannot be", "4", False),
+    ("operand", "Multiplying the sides, 2 * 3 * 4 = 24 blocks.", "24", True),
     # several boxes that are one answer, and boxes that are not
     ("boxes", "$\\boxed{(2, 2)} \\quad \\text{and} \\quad \\boxed{(6, 2)}$", "(2, 2), (6, 2)", True),
     ("boxes", "$\\boxed{(2, 2)} \\quad \\text{and} \\quad \\boxed{(6, 2)}$", "(6, 2)", False),

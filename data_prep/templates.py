@@ -3,6 +3,8 @@
 * ``chat``: the model's chat template with the bare question (the default for the synthetic task:
   the embedded 135M model answers arithmetic far better when not asked for ``\\boxed{}``).
 * ``chat_boxed``: the chat template, asking for the final answer in ``\\boxed{}``.
+* ``chat_tool``: the chat template, asking the model to compute with a Python block (``--tools python``: the block
+  runs in a sandbox and its output comes back; ``reasoning_rl/tool_use.py``).
 * ``r1_zero``: DeepSeek-R1-Zero's plain-text template; the model continues after ``<think>``.
 * ``few_shot``: plain text with worked examples ending in ``#### n`` (base models).
 """
@@ -10,6 +12,8 @@
 from __future__ import annotations
 
 BOXED_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+TOOL_INSTRUCTION = ("Use Python: write ```python\nprint(...)\n``` to compute it. Its output will be shown to you; "
+                    "then give the final answer.")
 
 R1_ZERO = (
     "A conversation between User and Assistant. The User asks a question, and the Assistant solves it. "
@@ -28,15 +32,17 @@ FEW_SHOT_EXAMPLES = [
      "The shirts cost 2 * 15 = 30 dollars. With the hat he spends 30 + 8 = 38 dollars.\n#### 38"),
 ]
 
-TEMPLATES = ("chat", "chat_boxed", "r1_zero", "few_shot")
+TEMPLATES = ("chat", "chat_boxed", "chat_tool", "r1_zero", "few_shot")
+CHAT_INSTRUCTIONS = {"chat": None, "chat_boxed": BOXED_INSTRUCTION, "chat_tool": TOOL_INSTRUCTION}
 
 
 def render_prompt(problem: str, template: str, tokenizer=None) -> str:
     """The prompt text for ``problem`` (chat templates need the model's ``tokenizer``)."""
-    if template in ("chat", "chat_boxed"):
+    if template in CHAT_INSTRUCTIONS:
         if tokenizer is None or not getattr(tokenizer, "chat_template", None):
             raise ValueError(f"template {template!r} needs a tokenizer with a chat template; use 'r1_zero' or 'few_shot'")
-        content = problem if template == "chat" else f"{problem}\n{BOXED_INSTRUCTION}"
+        instruction = CHAT_INSTRUCTIONS[template]
+        content = problem if instruction is None else f"{problem}\n{instruction}"
         return tokenizer.apply_chat_template([{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True)
     if template == "r1_zero":
         return R1_ZERO.format(problem=problem)

@@ -36,19 +36,51 @@ def grade_problem(problem: Problem, prompt: str, samples, verdicts: list[Verdict
         "verdicts": [v.to_dict() for v in verdicts],
         "num_tokens": [len(s.token_ids) for s in samples],
         "truncated": [s.truncated for s in samples],
+        **tool_fields(samples),
     }
+
+
+def graded_text(sample) -> str:
+    """What is graded: with tools, the text after the last tool output (``Completion.graded_text``); else the text."""
+    return getattr(sample, "graded_text", sample.text)
+
+
+def tool_fields(samples) -> dict:
+    """With tools (``reasoning_rl/tool_use.py``): the graded texts, and each completion's calls' statuses."""
+    if all(getattr(s, "from_tool", None) is None for s in samples):
+        return {}
+    return {"graded": [graded_text(s) for s in samples], "tool_calls": [[c.status for c in s.tool_calls] for s in samples]}
+
+
+def tool_summary(records: list[dict]) -> dict[str, float]:
+    """``tools/*`` over an evaluation with tools: calls per completion, the share that called, accuracy with and
+    without a call (docs/metrics.md); {} without tools."""
+    rows = [(calls, correct) for r in records if "tool_calls" in r for calls, correct in zip(r["tool_calls"], r["correct"])]
+    if not rows:
+        return {}
+    used = [(bool(calls), correct) for calls, correct in rows]
+    statuses = [s for calls, _ in rows for s in calls]
+    out = {"tools/calls_per_completion": len(statuses) / len(rows), "tools/used_fraction": sum(u for u, _ in used) / len(rows),
+           "tools/error_rate": sum(s != "ok" for s in statuses) / max(len(statuses), 1),
+           "tools/timeout_rate": sum(s == "timeout" for s in statuses) / max(len(statuses), 1)}
+    for name, want in (("with_call", True), ("without_call", False)):
+        picked = [c for u, c in used if u == want]
+        if picked:
+            out[f"tools/accuracy_{name}"] = sum(picked) / len(picked)
+    return out
 
 
 class _Stored:
     """A completion read back from samples.jsonl, shaped like a generator's sample."""
 
-    def __init__(self, text: str, num_tokens: int, truncated: bool):
+    def __init__(self, text: str, num_tokens: int, truncated: bool, graded: str | None = None):
         self.text, self.token_ids, self.truncated = text, range(num_tokens), truncated
+        self.graded_text = text if graded is None else graded
 
 
 def grade_chunk(problems: list[Problem], prompts: list[str], outputs, timeout: float) -> list[dict]:
     """Grade every completion of a chunk in one parallel call to the verifier pool."""
-    texts = [s.text for samples in outputs for s in samples]
+    texts = [graded_text(s) for samples in outputs for s in samples]
     answers = [p.answer for p, samples in zip(problems, outputs) for _ in samples]
     verdicts = iter(accuracy_verdicts(texts, answers, timeout))
     return [grade_problem(p, prompt, samples, [next(verdicts) for _ in samples])
@@ -107,7 +139,8 @@ def run_benchmark(generator, tokenizer, problems: list[Problem], template: str, 
     by_id = {p.id: p for p in problems}
     stale = [r for r in done.values() if "verdicts" not in r and r["id"] in by_id]  # an older verifier's: grade again
     if stale:
-        samples = [[_Stored(*s) for s in zip(r["completions"], r["num_tokens"], r["truncated"])] for r in stale]
+        samples = [[_Stored(*s) for s in zip(r["completions"], r["num_tokens"], r["truncated"],
+                                             r.get("graded", [None] * len(r["completions"])))] for r in stale]
         for record, regraded in zip(stale, grade_chunk([by_id[r["id"]] for r in stale], [r["prompt"] for r in stale],
                                                        samples, verify_timeout)):
             record.update(regraded)
@@ -154,6 +187,7 @@ def summarize(records: list[dict], ks: list[int]) -> dict:
     verdicts = [Verdict(**v) for r in records for v in r.get("verdicts", [])]
     if verdicts:
         summary.update(audit_metrics(verdicts))
+    summary.update(tool_summary(records))
     tokens = [t for r in records for t in r["num_tokens"]]
     summary["mean_completion_tokens"] = sum(tokens) / len(tokens)
     summary["fraction_truncated"] = sum(t for r in records for t in r["truncated"]) / len(tokens)

@@ -20,7 +20,7 @@ from typing import Protocol
 
 import torch
 
-from reasoning_rl.advantages import gae, group_relative, whiten
+from reasoning_rl.advantages import gae, group_relative, last_sampled, whiten
 from reasoning_rl.losses import value_loss
 from reasoning_rl.optim import clip_and_step
 from reasoning_rl.reward_model import TokenScores
@@ -132,7 +132,7 @@ class GAECritic:
         mask = mask.to(values.device)
         kl = (old_logprobs - ref_logprobs) * mask if ref_logprobs is not None else torch.zeros_like(mask)  # [N, T]
         rewards = -self.kl_coef * kl
-        last = (mask.sum(1).long() - 1).clamp(min=0)  # [N] index of the last real token
+        last = last_sampled(mask)  # [N] index of the last sampled token
         rewards[torch.arange(N), last] += rollouts.rewards.float().to(mask.device) * (mask.sum(1) > 0)
 
         advantages, returns = gae(rewards, values, mask, self.gamma, self.lam)

@@ -67,6 +67,12 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: 
     return advantages, (advantages + values) * mask
 
 
+def last_sampled(mask: torch.Tensor) -> torch.Tensor:
+    """``[B]`` the index of each row's last token with mask 1 (where PPO puts the sequence reward); tool output may
+    follow it, so it is not the mask's sum minus one."""
+    return mask.shape[1] - 1 - mask.flip(1).argmax(1)
+
+
 def whiten(x: torch.Tensor, mask: torch.Tensor, total=None, eps: float = 1e-8) -> torch.Tensor:
     """Normalise to mean 0 and std 1 over the real tokens (PPO's advantage whitening).
 

@@ -168,7 +168,7 @@ class RLConfig:
     """--task jsonl: the field holding the reference answer (default: answer or solution; a worked solution is
     reduced to the number after #### or the last \\boxed{})."""
     template: str = "chat"
-    """Prompt template: chat, chat_boxed, r1_zero, few_shot (data_prep/templates.py)."""
+    """Prompt template: chat, chat_boxed, chat_tool (with --tools python), r1_zero, few_shot (data_prep/templates.py)."""
     drop_unparseable_references: bool = False
     """Drop benchmark problems whose reference answer math-verify cannot parse (they are always counted and reported)."""
     train_problems: int = 4096
@@ -256,6 +256,19 @@ class RLConfig:
     vllm_tensor_parallel_size: int = 1
     """Devices per vLLM engine, for models that do not fit one: each group of this many consecutive ranks shares
     one engine (tensor parallelism, TRL's colocate pattern); it must divide the number of processes."""
+
+    # tools (reasoning_rl/tool_use.py, docs/tools.md)
+    tools: str = "none"
+    """none, or python: completions may write ```python blocks; each runs in a local sandbox (tools/sandbox.py) and
+    its output joins the context, masked out of the loss. Use with --template chat_tool; needs --backend vllm."""
+    max_tool_calls: int = 2
+    """Tool calls per completion; a completion that writes one more code block ends there."""
+    tool_timeout: float = 5.0
+    """Seconds of wall clock (and of CPU, rounded down, at least 1) for one tool call; past it the call is killed and
+    its output says TimeoutError."""
+    tool_output_chars: int = 256
+    """Characters of a call's output put back into the context (its start and its end); the token budget
+    (--max-new-tokens, model and tool tokens together) cuts it further."""
 
     # evaluation and outputs
     eval_problems: int = 128

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
@@ -31,13 +31,26 @@ class Completion:
     text: str  # decoded completion, special tokens removed
     truncated: bool  # stopped by max_new_tokens rather than EOS
     logprobs: list[float] | None = None  # the engine's log-prob of each sampled token, after temperature (vLLM only)
+    stopped_at: str | None = None  # the stop string that ended it (``stop``), None for EOS or the length limit
+    # with tools (reasoning_rl/tool_use.py): per token, 1 where a tool wrote it (its output, masked out of the loss)
+    from_tool: list[int] | None = None
+    tool_calls: list = field(default_factory=list)  # the ToolResult of each call, in order
+    answer_text: str | None = None  # what is graded: the text after the last tool output (None: the whole text)
+
+    @property
+    def graded_text(self) -> str:
+        return self.text if self.answer_text is None else self.answer_text
 
 
 class Generator(Protocol):
-    """A generation back end: ``n`` completions of each prompt, and the training policy's weights pushed into it."""
+    """A generation back end: ``n`` completions of each prompt, and the training policy's weights pushed into it.
+
+    ``max_new_tokens`` is one limit for all, or one per prompt; ``stop`` strings end a completion where they appear
+    (kept in its text and tokens; ``Completion.stopped_at`` names the one that did).
+    """
 
     def generate(self, prompt_ids: list[list[int]], n: int, temperature: float, top_p: float,
-                 max_new_tokens: int) -> list[list[Completion]]: ...
+                 max_new_tokens: int | list[int], stop: list[str] | None = None) -> list[list[Completion]]: ...
 
     def sync_weights(self, model: torch.nn.Module) -> float:
         """Load ``model``'s current weights; returns the seconds taken."""
@@ -72,19 +85,24 @@ class VLLMGenerator:
             logprobs_mode="processed_logprobs",  # log-probs of the distribution sampled from (after temperature)
         )
 
-    def generate(self, prompt_ids: list[list[int]], n: int, temperature: float, top_p: float, max_new_tokens: int) -> list[list[Completion]]:
+    def generate(self, prompt_ids: list[list[int]], n: int, temperature: float, top_p: float,
+                 max_new_tokens: int | list[int], stop: list[str] | None = None) -> list[list[Completion]]:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
+        limits = max_new_tokens if isinstance(max_new_tokens, list) else [max_new_tokens] * len(prompt_ids)
         mine = slice(0, len(prompt_ids))
         if self.tp_group is not None:  # the group's engine samples every rank's prompts; this rank keeps its own
             parts = [None] * torch.distributed.get_world_size(self.tp_group)
-            torch.distributed.all_gather_object(parts, prompt_ids, group=self.tp_group)
-            start = sum(map(len, parts[: torch.distributed.get_rank(self.tp_group)]))
-            prompt_ids, mine = [p for part in parts for p in part], slice(start, start + len(prompt_ids))
-        params = SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_new_tokens, logprobs=0)
+            torch.distributed.all_gather_object(parts, (prompt_ids, limits), group=self.tp_group)
+            start = sum(len(part[0]) for part in parts[: torch.distributed.get_rank(self.tp_group)])
+            prompt_ids, limits = [p for part in parts for p in part[0]], [m for part in parts for m in part[1]]
+            mine = slice(start, start + mine.stop)
+        params = [SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=m, logprobs=0, stop=stop,
+                                 include_stop_str_in_output=True) for m in limits]
         outputs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompt_ids], params, use_tqdm=False)
-        return [[Completion(list(o.token_ids), o.text, o.finish_reason == "length", _sampled_logprobs(o)) for o in out.outputs]
+        return [[Completion(list(o.token_ids), o.text, o.finish_reason == "length", _sampled_logprobs(o),
+                            o.stop_reason if isinstance(o.stop_reason, str) else None) for o in out.outputs]
                 for out in outputs[mine]]
 
     @torch.no_grad()
@@ -170,7 +188,10 @@ class HFGenerator:
         self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
 
     @torch.no_grad()
-    def generate(self, prompt_ids: list[list[int]], n: int, temperature: float, top_p: float, max_new_tokens: int) -> list[list[Completion]]:
+    def generate(self, prompt_ids: list[list[int]], n: int, temperature: float, top_p: float,
+                 max_new_tokens: int | list[int], stop: list[str] | None = None) -> list[list[Completion]]:
+        if stop or isinstance(max_new_tokens, list):
+            raise ValueError("the hf back end takes one --max-new-tokens and no stop strings (tools need --backend vllm)")
         was_training = self.model.training
         self.model.eval()
         pad, eos = self.tokenizer.pad_token_id, self.tokenizer.eos_token_id

@@ -102,8 +102,8 @@ class GlobalCounts:
     the number of ranks; the average is then the gradient of the whole mini-batch, as if one process held it."""
 
     sequences: float  # rows of the mini-batch, over all ranks / ranks
-    tokens: float  # their completion tokens, over all ranks / ranks
-    forwarded: int  # completion tokens this rank forwards (the rows it does not skip)
+    tokens: float  # their sampled completion tokens (tool output excluded), over all ranks / ranks
+    forwarded: int  # sampled completion tokens this rank forwards (the rows it does not skip)
     critic_weight: float  # this rank's forwarded tokens against the average rank's (PPO's critic loss is a token mean)
 
 
@@ -243,8 +243,8 @@ class PolicyGradient:
 
     def global_counts(self, rollouts: Rollouts, part: list[int], kept: list[int]) -> GlobalCounts:
         """The step's normalisers over every rank (``GlobalCounts``)."""
-        forwarded = sum(len(rollouts.completion_ids[i]) for i in kept)
-        tokens = sum(len(rollouts.completion_ids[i]) for i in part)
+        forwarded = sum(rollouts.sampled_tokens(i) for i in kept)
+        tokens = sum(rollouts.sampled_tokens(i) for i in part)
         n_seq, n_tok, n_forwarded = self.dist.sum([len(part), tokens, forwarded])
         world = self.dist.world
         return GlobalCounts(n_seq / world, n_tok / world, forwarded, world * forwarded / max(n_forwarded, 1))

@@ -25,6 +25,10 @@ class Rollouts:
     components: dict[str, torch.Tensor] = field(default_factory=dict)  # name -> [B * G]
     verdicts: list[Verdict | None] = field(default_factory=list)  # [B * G] the accuracy verifier's, None if not graded
     engine_logprobs: list[list[float]] | None = None  # [B * G][T_i] the engine's log-prob of each sampled token (vLLM)
+    # with tools (reasoning_rl/tool_use.py), else None:
+    from_tool: list[list[int]] | None = None  # [B * G][T_i] 1 where a tool wrote the token: context, never trained on
+    tool_calls: list[list] | None = None  # [B * G] each completion's ToolResults
+    answer_texts: list[str | None] | None = None  # [B * G] the text after the last tool output (None: the whole text)
 
     def __len__(self) -> int:
         return len(self.completion_ids)
@@ -32,6 +36,26 @@ class Rollouts:
     @property
     def answers(self) -> list[str | None]:  # [B * G]
         return [p.answer for p in self.problems for _ in range(self.group_size)]
+
+    @property
+    def graded_texts(self) -> list[str]:  # [B * G] what the verifiers grade
+        if self.answer_texts is None:
+            return self.texts
+        return [t if a is None else a for t, a in zip(self.texts, self.answer_texts)]
+
+    def token_mask(self, rows: list[int], T: int) -> torch.Tensor:
+        """``[len(rows), T]`` 1.0 on the tokens the model sampled (the loss's), 0 on padding and on tool output."""
+        lengths = torch.tensor([len(self.completion_ids[i]) for i in rows])
+        mask = (torch.arange(T) < lengths[:, None]).float()
+        if self.from_tool is not None:
+            for k, i in enumerate(rows):
+                tool = torch.tensor(self.from_tool[i][:T], dtype=torch.float)
+                mask[k, : len(tool)] *= 1 - tool
+        return mask
+
+    def sampled_tokens(self, i: int) -> int:
+        """Row ``i``'s tokens that the model sampled (tool output excluded): what the loss counts."""
+        return len(self.completion_ids[i]) - (sum(self.from_tool[i]) if self.from_tool is not None else 0)
 
     def engine_logprob_tensor(self, rows: list[int], T: int, device: torch.device | str = "cpu") -> torch.Tensor | None:
         """``[len(rows), T]`` the engine's log-probs of ``rows`` (zeros on padding), or None when the engine gave none."""
@@ -44,14 +68,16 @@ class Rollouts:
         return out.to(device)
 
     def completion_mask(self) -> torch.Tensor:
-        """``[B * G, T]`` 1.0 on real completion tokens, T the longest completion (at least 1)."""
-        T = max(1, max(map(len, self.completion_ids)))
-        return (torch.arange(T) < torch.tensor([len(c) for c in self.completion_ids])[:, None]).float()
+        """``[B * G, T]`` 1.0 on the sampled completion tokens (``token_mask``), T the longest completion (at least 1)."""
+        return self.token_mask(list(range(len(self))), max(1, max(map(len, self.completion_ids))))
 
     def pack(self, rows: list[int], pad_id: int, device: torch.device | str = "cpu"):
-        """``input_ids [b, P + T]``, ``attention_mask [b, P + T]``, ``completion_mask [b, T]`` for ``rows``, on ``device``."""
-        packed = pack([self.prompt_ids[i] for i in rows], [self.completion_ids[i] for i in rows], pad_id)
-        return tuple(t.to(device) for t in packed)
+        """``input_ids [b, P + T]``, ``attention_mask [b, P + T]`` (tool output attended to) and ``completion_mask
+        [b, T]`` (``token_mask``: tool output left out) for ``rows``, on ``device``."""
+        ids, attention, mask = pack([self.prompt_ids[i] for i in rows], [self.completion_ids[i] for i in rows], pad_id)
+        if self.from_tool is not None:
+            mask = self.token_mask(rows, mask.shape[1])
+        return ids.to(device), attention.to(device), mask.to(device)
 
     def select_groups(self, keep: torch.Tensor) -> "Rollouts":
         """The groups where ``keep [B]`` is True."""
@@ -62,7 +88,8 @@ class Rollouts:
             [self.prompt_ids[i] for i in rows], [self.completion_ids[i] for i in rows], [self.texts[i] for i in rows],
             self.truncated[rows], self.group_size, self.rewards[rows], {k: v[rows] for k, v in self.components.items()},
             [self.verdicts[i] for i in rows] if self.verdicts else [],
-            [self.engine_logprobs[i] for i in rows] if self.engine_logprobs is not None else None,
+            *[None if x is None else [x[i] for i in rows]
+              for x in (self.engine_logprobs, self.from_tool, self.tool_calls, self.answer_texts)],
         )
 
     @staticmethod
@@ -74,7 +101,8 @@ class Rollouts:
             [x for r in parts for x in r.texts], torch.cat([r.truncated for r in parts]), first.group_size,
             torch.cat([r.rewards for r in parts]), {k: torch.cat([r.components[k] for r in parts]) for k in first.components},
             [v for r in parts for v in r.verdicts],
-            None if any(r.engine_logprobs is None for r in parts) else [x for r in parts for x in r.engine_logprobs],
+            *[None if any(getattr(r, name) is None for r in parts) else [x for r in parts for x in getattr(r, name)]
+              for name in ("engine_logprobs", "from_tool", "tool_calls", "answer_texts")],
         )
 
 
@@ -86,10 +114,14 @@ def collect_rollouts(generator, tokenizer, problems: list[Problem], template: st
     outputs = generator.generate(prompt_ids, group_size, temperature, top_p, max_new_tokens)
     samples = [s for group in outputs for s in group]
     engine_logprobs = None if any(s.logprobs is None for s in samples) else [s.logprobs for s in samples]
+    with_tools = any(s.from_tool is not None for s in samples)  # a tools.ToolGenerator sampled them
     return Rollouts(
         problems, prompts, [ids for ids in prompt_ids for _ in range(group_size)],
         [s.token_ids for s in samples], [s.text for s in samples],
         torch.tensor([s.truncated for s in samples]), group_size, engine_logprobs=engine_logprobs,
+        from_tool=[s.from_tool for s in samples] if with_tools else None,
+        tool_calls=[s.tool_calls for s in samples] if with_tools else None,
+        answer_texts=[s.answer_text for s in samples] if with_tools else None,
     )
 
 
@@ -108,21 +140,22 @@ def score_rollouts(rollouts: Rollouts, weights: dict[str, float], max_new_tokens
     unknown = set(weights) - set(REWARDS)
     if unknown:
         raise ValueError(f"unknown reward(s) {sorted(unknown)}; known: {sorted(REWARDS)}")
-    answers, n = rollouts.answers, len(rollouts)
+    answers, texts, n = rollouts.answers, rollouts.graded_texts, len(rollouts)
     verifiable = torch.tensor([a is not None for a in answers])
     total = torch.zeros(n)
     for name, weight in weights.items():
         batched = getattr(REWARDS[name], "verdicts", None)
         if batched is not None:
             rows = verifiable.nonzero().flatten().tolist()
-            graded = batched([rollouts.texts[i] for i in rows], [answers[i] for i in rows], verify_timeout, verify_budget)
+            graded = batched([texts[i] for i in rows], [answers[i] for i in rows], verify_timeout, verify_budget)
             verdicts = [None] * n
             for i, verdict in zip(rows, graded):
                 verdicts[i] = verdict
             values = torch.tensor([float(v.correct) if v else 0.0 for v in verdicts])
             rollouts.verdicts = verdicts
         else:
-            values = torch.tensor([REWARDS[name](t, a) if a is not None else 0.0 for t, a in zip(rollouts.texts, answers)])
+            read = rollouts.texts if getattr(REWARDS[name], "whole_text", False) else texts
+            values = torch.tensor([REWARDS[name](t, a) if a is not None else 0.0 for t, a in zip(read, answers)])
             if getattr(REWARDS[name], "format_reward", False):  # a shape is earned by a finished completion only
                 values = values * ~rollouts.truncated
         rollouts.components[name] = values
@@ -133,7 +166,7 @@ def score_rollouts(rollouts: Rollouts, weights: dict[str, float], max_new_tokens
         rows = (~verifiable).nonzero().flatten().tolist()
         prompts = [rollouts.problems[i // rollouts.group_size].problem for i in rows]
         scores = torch.zeros(n)
-        scores[rows] = torch.tensor(open_ended_scorer(prompts, [rollouts.texts[i] for i in rows]), dtype=torch.float)
+        scores[rows] = torch.tensor(open_ended_scorer(prompts, [texts[i] for i in rows]), dtype=torch.float)
         rollouts.components["reward_model"] = scores
         total += scores
     if overlong_cache > 0:
@@ -173,11 +206,13 @@ def row_logprobs(model, rollouts: Rollouts, rows: list[int], pad_id: int, autoca
 
     With ``prompts`` (``encode_prompts``) the completions run on their group's encoded prompt; without,
     every row encodes its own prompt (``logprobs.completion_logprobs``). Both give the same numbers. The
-    log-probs are those of softmax(logits / ``temperature``), the distribution the rollouts were sampled from.
+    log-probs are those of softmax(logits / ``temperature``), the distribution the rollouts were sampled from. The
+    mask is ``Rollouts.token_mask``: tool output is attended to but is not the model's, so it is left out.
     """
     if prompts is not None:
-        return prompts.logprobs(model, [i // rollouts.group_size for i in rows], [rollouts.completion_ids[i] for i in rows],
-                                pad_id, with_entropy, temperature)
+        logprobs, entropy, mask = prompts.logprobs(model, [i // rollouts.group_size for i in rows],
+                                                   [rollouts.completion_ids[i] for i in rows], pad_id, with_entropy, temperature)
+        return logprobs, entropy, rollouts.token_mask(rows, mask.shape[1]).to(mask.device)
     ids, attention, mask = rollouts.pack(rows, pad_id, device_of(model))
     return (*completion_logprobs(model, ids, attention, mask.shape[1], with_entropy, autocast, temperature), mask)
 

@@ -31,6 +31,7 @@ from reasoning_rl.selection import PromptRecord
 from reasoning_rl.settings import check_settings
 from reasoning_rl.state import TrainState
 from reasoning_rl.tasks import PromptStream, load_task
+from reasoning_rl.tool_use import make_tool, with_tools
 from reasoning_rl.tracking import MetricsLogger
 from rewards import parse_weights
 from runtime.distributed import SINGLE, Dist, native_bf16
@@ -110,9 +111,11 @@ def start_run(cfg: RLConfig, update: Update, algorithm: str) -> Run:
     scorer = load_scorer(cfg, dist)
     tokenizer = load_tokenizer(model_path)
     policy, reference = load_models(cfg, update, model_path, checkpoint, dist)
-    generator = make_generator(cfg.backend, model_path, policy, tokenizer, seed=cfg.seed, dist=dist,
-                               memory_fraction=cfg.vllm_memory_fraction, enforce_eager=cfg.vllm_enforce_eager,
-                               tensor_parallel_size=cfg.vllm_tensor_parallel_size)
+    engine = make_generator(cfg.backend, model_path, policy, tokenizer, seed=cfg.seed, dist=dist,
+                            memory_fraction=cfg.vllm_memory_fraction, enforce_eager=cfg.vllm_enforce_eager,
+                            tensor_parallel_size=cfg.vllm_tensor_parallel_size)
+    generator = with_tools(engine, tokenizer, make_tool(cfg.tools, cfg.tool_timeout, cfg.tool_output_chars),
+                           cfg.max_tool_calls)
     if checkpoint:
         generator.sync_weights(policy)
     optimizer, scheduler = make_optimizer(policy, cfg.lr, cfg.weight_decay, cfg.warmup_steps)
@@ -259,6 +262,9 @@ def announce(run: Run, pools: list[list[Problem]]) -> None:
           f"{cfg.prompts_per_step} prompts x {cfg.group_size} completions per step, temperature {cfg.temperature:g}, "
           f"up to {cfg.max_new_tokens} new tokens; {cfg.steps} step{'s' if cfg.steps > 1 else ''} at lr {cfg.lr:g}"
           + (f", {loss} loss" if loss else ""))
+    if cfg.tools != "none":
+        print(f"tools: {cfg.tools} (up to {cfg.max_tool_calls} calls per completion, {cfg.tool_timeout:g} s each, "
+              f"{cfg.tool_output_chars} characters of output), template {cfg.template}")
     print(f"rewards {cfg.rewards}" + (f" + reward model {cfg.reward_model}" if cfg.reward_model else "")
           + f"; outputs in {run.out} (config.json holds every setting)")
 

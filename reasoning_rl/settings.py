@@ -11,7 +11,7 @@ from runtime.errors import UserError
 
 CHOICES = {"template": tuple(TEMPLATES), "backend": ("vllm", "hf"), "optimizer_state": ("newest", "all", "none"),
            "loss_aggregation": LOSS_AGGREGATIONS, "loss_type": tuple(POLICY_LOSSES), "rollout_correction": ROLLOUT_CORRECTIONS,
-           "shared_prompt_scope": ("micro_batch", "step")}
+           "shared_prompt_scope": ("micro_batch", "step"), "tools": ("none", "python")}
 GROUP_REASON = {
     "grpo": "its advantage is a reward relative to the group's mean, so a group of one never has a gradient",
     "dpo": "its pairs are a correct and an incorrect completion of the same prompt",
@@ -40,7 +40,24 @@ def check_settings(cfg: RLConfig, update, algorithm: str, dist: Dist = SINGLE) -
     if own_options and "jsonl" not in cfg.task.split("+"):
         raise UserError(f"{', '.join(own_options)} apply to --task jsonl (a file of your own), not to --task {cfg.task}")
     check_rollout_correction(cfg, algorithm)
+    check_tools(cfg)
     check_processes(cfg, dist)
+
+
+def check_tools(cfg: RLConfig) -> None:
+    """Tool calls need the engine's stop strings, and one engine per rank (the ranks of a tensor-parallel engine
+    would each need the same number of turns); a template that does not mention the tool gets a note."""
+    if cfg.tools == "none":
+        return
+    if cfg.backend != "vllm":
+        raise UserError(f"--tools {cfg.tools} stops generation at each code block's closing fence, which needs "
+                        "--backend vllm (the hf back end has no stop strings here)")
+    if cfg.vllm_tensor_parallel_size > 1:
+        raise UserError(f"--tools {cfg.tools} with --vllm-tensor-parallel-size {cfg.vllm_tensor_parallel_size}: the "
+                        "ranks of one engine would need the same number of tool turns; use one engine per rank")
+    if cfg.template != "chat_tool":
+        print(f"note: --tools {cfg.tools} with --template {cfg.template}: the prompt does not tell the model about the "
+              "tool (--template chat_tool does)")
 
 
 def check_rollout_correction(cfg: RLConfig, algorithm: str) -> None:

@@ -9,6 +9,7 @@ from reasoning_rl.hacking import hacking_metrics
 from reasoning_rl.rollout import Rollouts
 from reasoning_rl.run import Run
 from reasoning_rl.sampling import Batch
+from reasoning_rl.tool_use import tool_metrics
 from reasoning_rl.tracking import peak_memory_gib, step_memory_gib
 from rewards import audit_metrics
 from runtime.distributed import Dist
@@ -30,6 +31,7 @@ def step_metrics(run: Run, batch: Batch, train_metrics: dict[str, float]) -> dic
         **train_metrics,
         **audit_metrics([v for v in generated.verdicts if v is not None]),
         **hacking_metrics(generated.texts, generated.truncated.tolist()),
+        **(tool_metrics(generated.tool_calls, rewards_correct(generated)) if generated.tool_calls is not None else {}),
         "completions/mean_length": lengths.mean().item(),
         "completions/max_length": lengths.max().item(),
         "completions/truncated": generated.truncated.float().mean().item(),
@@ -45,6 +47,12 @@ def step_metrics(run: Run, batch: Batch, train_metrics: dict[str, float]) -> dic
     }
 
 
+def rewards_correct(rollouts: Rollouts) -> list[float] | None:
+    """Each completion's accuracy (1 or 0), or None when no accuracy reward is computed."""
+    accuracy = rollouts.components.get("accuracy")
+    return None if accuracy is None else accuracy.tolist()
+
+
 def level_metrics(run: Run, batch: Batch) -> dict[str, float]:
     """With a curriculum: the level, and the accuracy counts on the current level's prompts (not the replayed ones)."""
     generated, level_pool = batch.generated, run.pools[batch.level]
@@ -56,7 +64,7 @@ def level_metrics(run: Run, batch: Batch) -> dict[str, float]:
 
 # How a step's metrics combine over ranks (``reduce_over_ranks``); every other metric is the mean of the ranks' values,
 # each rank holding an equal share of the batch.
-SUMMED = ("train/rows_skipped", "train/informative_groups", "completions/sampled", "throughput/", "dpo/pairs",
+SUMMED = ("train/rows_skipped", "train/informative_groups", "completions/sampled", "throughput/", "dpo/pairs", "tools/seconds",
           "curriculum/level_correct", "curriculum/level_completions")
 MAXIMUM = ("time/", "memory/", "completions/max_length", "rollout/logprob_diff_max")
 

@@ -75,14 +75,19 @@ def write_samples(output_dir: Path, step: int, prompts: list[str], completions: 
 
 
 def write_completions(output_dir: Path, step: int, rollouts) -> None:
-    """Every completion of the step with its reference answer, reward and verdict (``completions.jsonl``)."""
+    """Every completion of the step with its reference answer, reward and verdict (``completions.jsonl``); with tools
+    also the text that was graded (after the last tool output) and each call's status."""
     verdicts = rollouts.verdicts or [None] * len(rollouts)
+    graded = rollouts.graded_texts
     with open(Path(output_dir) / "completions.jsonl", "a") as f:
         for i, (text, answer) in enumerate(zip(rollouts.texts, rollouts.answers)):
             problem = rollouts.problems[i // rollouts.group_size]
             verdict = verdicts[i].to_dict() if verdicts[i] is not None else None
-            f.write(json.dumps({"step": step, "id": problem.id, "answer": answer, "completion": text,
-                                "reward": rollouts.rewards[i].item(), "verdict": verdict}) + "\n")
+            row = {"step": step, "id": problem.id, "answer": answer, "completion": text,
+                   "reward": rollouts.rewards[i].item(), "verdict": verdict}
+            if rollouts.tool_calls is not None:
+                row.update(graded=graded[i], tool_calls=[c.status for c in rollouts.tool_calls[i]])
+            f.write(json.dumps(row) + "\n")
 
 
 def peak_memory_gib() -> float:

@@ -29,6 +29,8 @@ from eval import evaluate
 from reasoning_rl.cli import check_options, run
 from reasoning_rl.config import as_flags, changed_settings
 from reasoning_rl.generation import make_generator
+from reasoning_rl.settings import check_tools
+from reasoning_rl.tool_use import make_tool, with_tools
 from reasoning_rl.models import load_policy, load_tokenizer, resolve_model
 from runtime.distributed import Dist
 from runtime.errors import UserError, as_user_error
@@ -47,7 +49,7 @@ class Config:
     split: str = "test"
     """Data split."""
     template: str = "chat_boxed"
-    """Prompt template: chat, chat_boxed, r1_zero, few_shot."""
+    """Prompt template: chat, chat_boxed, chat_tool (with --tools python), r1_zero, few_shot."""
     n: int = 1
     """Samples per problem."""
     k: str = "1"
@@ -68,7 +70,7 @@ class Config:
     """Output folder (one evaluation per folder; see --resume and --overwrite)."""
     resume: bool = False
     """Continue the interrupted evaluation in output_dir: problems already in samples.jsonl are skipped. Settings that
-    change the samples (model, benchmark, data, template, n, temperature, top-p, max-new-tokens, seed, backend) must be
+    change the samples (model, benchmark, data, template, n, temperature, top-p, max-new-tokens, seed, backend, tools) must be
     the evaluation's own; --limit, --k and --chunk-size may change."""
     overwrite: bool = False
     """Start anew in an output_dir that holds another evaluation: it is moved aside to a dated folder beside it."""
@@ -83,6 +85,16 @@ class Config:
     vllm_tensor_parallel_size: int = 1
     """Devices per vLLM engine for a model that does not fit one: each group of this many consecutive ranks shares one
     engine; it must divide the number of processes."""
+    tools: str = "none"
+    """none, or python: tool-integrated reasoning (TIR) mode, as in training with --tools python: completions may run
+    ```python blocks in the sandbox and go on after their output; the answer after the last output is graded. Use with
+    --template chat_tool."""
+    max_tool_calls: int = 2
+    """Tool calls per completion (as in training)."""
+    tool_timeout: float = 5.0
+    """Seconds per tool call (as in training)."""
+    tool_output_chars: int = 256
+    """Characters of a call's output put back into the context (as in training)."""
 
 
 def markdown_table(summary: dict, ks: list[int]) -> str:
@@ -93,6 +105,13 @@ def markdown_table(summary: dict, ks: list[int]) -> str:
     lines.append(f"| {summary['benchmark']} | {summary['n_problems']} | {summary['n_samples']} | "
                  + " | ".join(f"{summary[c]:.1%}" for c in cols)
                  + f" | {ci[0]:.1%} to {ci[1]:.1%} | {summary['mean_completion_tokens']:.0f} | {summary['fraction_truncated']:.1%} |")
+    if "tools/used_fraction" in summary:
+        lines += ["", "| completions calling the tool | calls per completion | calls failing | accuracy with a call | "
+                  "without |", "|---|---|---|---|---|",
+                  f"| {summary['tools/used_fraction']:.1%} | {summary['tools/calls_per_completion']:.2f} | "
+                  f"{summary['tools/error_rate']:.1%} | " + " | ".join(
+                      f"{summary[k]:.1%}" if k in summary else "-" for k in ("tools/accuracy_with_call",
+                                                                             "tools/accuracy_without_call")) + " |"]
     for key in ("subject", "level"):
         if f"pass@1_by_{key}" in summary:
             lines += ["", f"| {key} | pass@1 |", "|---|---|"]
@@ -102,7 +121,8 @@ def markdown_table(summary: dict, ks: list[int]) -> str:
 
 def check_settings(cfg: Config) -> list[int]:
     """The k values; a ``UserError`` for any option that cannot work (before anything loads)."""
-    check_options(cfg, {"template": tuple(TEMPLATES), "backend": ("vllm", "hf")})
+    check_options(cfg, {"template": tuple(TEMPLATES), "backend": ("vllm", "hf"), "tools": ("none", "python")})
+    check_tools(cfg)
     try:
         ks = sorted({int(k) for k in cfg.k.split(",")})
     except ValueError:
@@ -176,9 +196,11 @@ def main(cfg: Config) -> dict[str, dict]:
 
     tokenizer = load_tokenizer(model_path)
     policy = load_policy(model_path).to(dist.device) if cfg.backend == "hf" else None
-    generator = make_generator(cfg.backend, model_path, policy, tokenizer, seed=cfg.seed, dist=dist,
-                               memory_fraction=cfg.vllm_memory_fraction, max_model_len=cfg.max_model_len,
-                               tensor_parallel_size=cfg.vllm_tensor_parallel_size)
+    engine = make_generator(cfg.backend, model_path, policy, tokenizer, seed=cfg.seed, dist=dist,
+                            memory_fraction=cfg.vllm_memory_fraction, max_model_len=cfg.max_model_len,
+                            tensor_parallel_size=cfg.vllm_tensor_parallel_size)
+    generator = with_tools(engine, tokenizer, make_tool(cfg.tools, cfg.tool_timeout, cfg.tool_output_chars),
+                           cfg.max_tool_calls)
     summaries = {}
     for benchmark, problems in benchmarks.items():
         out = Path(cfg.output_dir) / benchmark if len(benchmarks) > 1 else Path(cfg.output_dir)

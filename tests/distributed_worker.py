@@ -26,6 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from test_efficient_update import G, batch  # noqa: E402
 from test_rollout_correction import with_engine_logprobs  # noqa: E402
+from test_tool_rollouts import mark_tool_tokens  # noqa: E402
 
 from reasoning_rl.advantage_estimators import GAECritic, GroupRelative  # noqa: E402
 from reasoning_rl.models import load_policy, load_tokenizer  # noqa: E402
@@ -45,6 +46,9 @@ CASES = {
                           mu=2),
     "gspo": dict(loss_type="gspo", clip_low=0.1, clip_high=0.15, mu=2),
     "cispo": dict(loss_type="cispo", clip_high=0.2, mu=2, loss_aggregation="token_mean"),
+    # completions with tool output inside (masked out of the loss and the token counts), PPO's critic included
+    "tool_output": dict(loss_aggregation="sequence_mean", rollout_correction="token_tis", rollout_correction_threshold=1.2),
+    "tool_output_ppo": dict(loss_aggregation="token_mean"),
 }
 
 
@@ -60,15 +64,16 @@ def main(model: str, out: Path) -> None:
         torch.manual_seed(0)
         policy = load_policy(model).to(dist.device)
         cfg = PolicyGradientConfig(autocast=False, micro_batch_size=3, lr=0.1, **options)
-        estimator = GAECritic(kl_coef=0.05, critic_lr=0.1) if case == "ppo" else GroupRelative()
+        estimator = GAECritic(kl_coef=0.05, critic_lr=0.1) if case.endswith("ppo") else GroupRelative()
         update = PolicyGradient(cfg, estimator)
         reference = load_policy(model).to(dist.device).eval() if update.needs_reference else None
         update.setup(policy, reference, tokenizer, torch.optim.SGD(policy.parameters(), lr=cfg.lr), model, dist)
-        if case == "ppo":  # the critic steps with SGD too
+        if case.endswith("ppo"):  # the critic steps with SGD too
             estimator.optimizer = torch.optim.SGD(estimator.critic.parameters(), lr=0.1)
-        update(mine, step=1)
+        every = torch.ones(len(mine.problems), dtype=torch.bool)
+        update(mark_tool_tokens(mine.select_groups(every)) if case.startswith("tool_output") else mine, step=1)
         weights = {f"policy.{k}": v.detach().cpu() for k, v in policy.state_dict().items()}
-        if case == "ppo":
+        if case.endswith("ppo"):
             weights.update({f"critic.{k}": v.detach().cpu() for k, v in estimator.critic.state_dict().items()})
         torch.save(weights, out / f"{case}_rank{dist.rank}.pt")
 

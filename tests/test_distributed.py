@@ -59,7 +59,7 @@ def one_step_weights(tiny_model, tmp_path_factory):
 
 
 @pytest.mark.parametrize("case", ["sequence_mean", "token_mean", "sequence_sum", "plain", "ppo", "token_tis", "sequence_mask",
-                                  "gspo", "cispo"])
+                                  "gspo", "cispo", "tool_output", "tool_output_ppo"])
 def test_two_ranks_with_four_groups_take_the_step_of_one_rank_with_eight(one_step_weights, tiny_model, case):
     from safetensors.torch import load_file
 
@@ -70,9 +70,16 @@ def test_two_ranks_with_four_groups_take_the_step_of_one_rank_with_eight(one_ste
     moved = max((single[f"policy.{k}"] - v).abs().max().item() for k, v in start.items() if f"policy.{k}" in single)
     # the step moved the weights by far more than the tolerance (3e-4 to 1e-2; the ranks differ by about 1e-7)
     assert difference < 1e-5 and difference < moved / 1000 and moved > 1e-4
-    if case == "ppo":
+    if case.endswith("ppo"):
         critic = [k for k in single if k.startswith("critic.") and "score" in k]
         assert critic and max(single[k].abs().max().item() for k in critic) > 1e-4  # the value head left zero
+
+
+def test_tool_output_changes_the_step(one_step_weights):
+    """The masked tool tokens are left out of the loss: the step differs from the one that trains on them."""
+    for with_tools, without in (("tool_output_ppo", "ppo"), ("tool_output", "token_tis")):
+        a, b = one_step_weights[with_tools][0], one_step_weights[without][0]
+        assert max((a[k] - b[k]).abs().max().item() for k in a if k.startswith("policy.")) > 1e-4
 
 
 def test_ranks_hold_identical_weights_after_three_real_steps(tiny_model, tmp_path):

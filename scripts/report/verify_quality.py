@@ -159,12 +159,12 @@ def read_graded(source: Path) -> list[dict]:
                 for i, r in enumerate(rows)]
     if (source / "completions.jsonl").exists():  # a training run
         rows = read_jsonl(source / "completions.jsonl", lambda row, i: row)
-        return [{"id": r["id"], "answer": r["answer"], "completion": r["completion"],
+        return [{"id": r["id"], "answer": r["answer"], "completion": r.get("graded", r["completion"]),  # tools: graded
                  "stored": (r.get("verdict") or {}).get("correct"), "label": None} for r in rows if r["answer"] is not None]
     if (source / "samples.jsonl").exists():  # an evaluation
         rows = read_jsonl(source / "samples.jsonl", lambda row, i: row)
         return [{"id": r["id"], "answer": r["answer"], "completion": c, "stored": bool(ok), "label": None}
-                for r in rows for c, ok in zip(r["completions"], r["correct"])]
+                for r in rows for c, ok in zip(r.get("graded", r["completions"]), r["correct"])]
     raise SystemExit(f"{source}: not a corpus file, and neither completions.jsonl (a training run) nor samples.jsonl "
                      "(an evaluation) is there")
 

@@ -77,7 +77,8 @@ class ToolGenerator:
 
     def generate(self, prompt_ids: list[list[int]], n: int, temperature: float, top_p: float,
                  max_new_tokens: int, stop: list[str] | None = None) -> list[list[Completion]]:
-        """``n`` completions of each prompt, each with as many tool calls as it makes (up to ``max_calls``)."""
+        """``n`` completions of each prompt, each with as many tool calls as it makes (up to ``max_calls``). ``stop``
+        is not used: the code block's closing fence is the stop of every turn."""
         seqs = [Turns(p) for p in prompt_ids for _ in range(n)]
         first = self.engine.generate(prompt_ids, n, temperature, top_p, max_new_tokens, stop=[STOP])
         self.advance(seqs, [s for group in first for s in group], max_new_tokens)

@@ -20,6 +20,7 @@ from eval.metrics import maj_at_k, mean_ci95, pass_at_k
 from rewards import EVAL_TIMEOUT, Verdict, accuracy_verdicts, audit_metrics, is_equivalent
 from runtime.distributed import SINGLE, Dist
 from runtime.errors import UserError
+from tools.metrics import tool_metrics
 
 
 def grade_problem(problem: Problem, prompt: str, samples, verdicts: list[Verdict]) -> dict:
@@ -53,21 +54,9 @@ def tool_fields(samples) -> dict:
 
 
 def tool_summary(records: list[dict]) -> dict[str, float]:
-    """``tools/*`` over an evaluation with tools: calls per completion, the share that called, accuracy with and
-    without a call (docs/metrics.md); {} without tools."""
+    """``tools/*`` over an evaluation with tools (``tools.metrics.tool_metrics``); {} without tools."""
     rows = [(calls, correct) for r in records if "tool_calls" in r for calls, correct in zip(r["tool_calls"], r["correct"])]
-    if not rows:
-        return {}
-    used = [(bool(calls), correct) for calls, correct in rows]
-    statuses = [s for calls, _ in rows for s in calls]
-    out = {"tools/calls_per_completion": len(statuses) / len(rows), "tools/used_fraction": sum(u for u, _ in used) / len(rows),
-           "tools/error_rate": sum(s != "ok" for s in statuses) / max(len(statuses), 1),
-           "tools/timeout_rate": sum(s == "timeout" for s in statuses) / max(len(statuses), 1)}
-    for name, want in (("with_call", True), ("without_call", False)):
-        picked = [c for u, c in used if u == want]
-        if picked:
-            out[f"tools/accuracy_{name}"] = sum(picked) / len(picked)
-    return out
+    return tool_metrics([calls for calls, _ in rows], [correct for _, correct in rows]) if rows else {}
 
 
 class _Stored:

@@ -9,7 +9,7 @@ from reasoning_rl.hacking import hacking_metrics
 from reasoning_rl.rollout import Rollouts
 from reasoning_rl.run import Run
 from reasoning_rl.sampling import Batch
-from reasoning_rl.tool_use import tool_metrics
+from reasoning_rl.tool_use import batch_tool_metrics
 from reasoning_rl.tracking import peak_memory_gib, step_memory_gib
 from rewards import audit_metrics
 from runtime.distributed import Dist
@@ -31,7 +31,7 @@ def step_metrics(run: Run, batch: Batch, train_metrics: dict[str, float]) -> dic
         **train_metrics,
         **audit_metrics([v for v in generated.verdicts if v is not None]),
         **hacking_metrics(generated.texts, generated.truncated.tolist()),
-        **(tool_metrics(generated.tool_calls, rewards_correct(generated)) if generated.tool_calls is not None else {}),
+        **(batch_tool_metrics(generated.tool_calls, rewards_correct(generated)) if generated.tool_calls is not None else {}),
         "completions/mean_length": lengths.mean().item(),
         "completions/max_length": lengths.max().item(),
         "completions/truncated": generated.truncated.float().mean().item(),

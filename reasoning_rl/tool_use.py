@@ -29,6 +29,7 @@ import torch
 from reasoning_rl.generation import Completion, Generator
 from tools import Tool, ToolResult
 from tools.format import STOP, before_pending_code, output_block, pending_code
+from tools.metrics import tool_metrics
 
 
 @dataclass
@@ -142,21 +143,6 @@ def with_tools(engine: Generator, tokenizer, tool: Tool | None, max_calls: int) 
     return engine if tool is None else ToolGenerator(engine, tokenizer, tool, max_calls)
 
 
-def tool_metrics(calls: list[list[ToolResult]], correct: list[float] | None) -> dict[str, float]:
-    """``tools/*`` of a batch (docs/metrics.md): ``calls`` per completion, ``correct`` its accuracy (or None)."""
-    results = [r for row in calls for r in row]
-    used = [bool(row) for row in calls]
-    n = max(len(calls), 1)
-    out = {
-        "tools/calls_per_completion": len(results) / n,
-        "tools/used_fraction": sum(used) / n,
-        "tools/error_rate": sum(r.status != "ok" for r in results) / max(len(results), 1),
-        "tools/timeout_rate": sum(r.status == "timeout" for r in results) / max(len(results), 1),
-        "tools/seconds": sum(r.seconds for r in results),
-    }
-    if correct is not None:
-        for name, want in (("with_call", True), ("without_call", False)):
-            rows = [c for c, u in zip(correct, used) if u == want]
-            if rows:
-                out[f"tools/accuracy_{name}"] = sum(rows) / len(rows)
-    return out
+def batch_tool_metrics(calls: list[list[ToolResult]], correct: list[float] | None) -> dict[str, float]:
+    """``tools/*`` of a step (``tools.metrics.tool_metrics``): ``calls`` per completion, ``correct`` its accuracy."""
+    return tool_metrics([[r.status for r in row] for row in calls], correct, sum(r.seconds for row in calls for r in row))

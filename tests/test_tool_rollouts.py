@@ -12,7 +12,7 @@ from data_prep import Problem
 from reasoning_rl.generation import Completion
 from reasoning_rl.models import load_policy, load_tokenizer, resolve_model
 from reasoning_rl.rollout import Rollouts, collect_rollouts, row_logprobs, score_rollouts
-from reasoning_rl.tool_use import ToolGenerator, tool_metrics
+from reasoning_rl.tool_use import ToolGenerator, batch_tool_metrics
 from tools import ToolResult
 from tools.format import OUTPUT_OPEN, STOP, output_block, pending_code
 
@@ -154,7 +154,7 @@ def test_the_sandbox_truncates_long_output_and_a_failing_call_does_not_stop_the_
     assert first.status == "ok" and len(first.output) < 200 and "x" * 20 in first.output  # cut to its start and end
     assert second.status == "error" and "ZeroDivisionError" in second.output
     assert "ZeroDivisionError" in rollouts.texts[0] and rollouts.answer_texts[0] == "It is 1."
-    metrics = tool_metrics(rollouts.tool_calls, [1.0])
+    metrics = batch_tool_metrics(rollouts.tool_calls, [1.0])
     assert metrics["tools/calls_per_completion"] == 2 and metrics["tools/error_rate"] == 0.5
     assert metrics["tools/accuracy_with_call"] == 1.0 and "tools/accuracy_without_call" not in metrics
 
@@ -167,7 +167,7 @@ def test_all_completions_of_a_turn_go_to_the_engine_together(tokenizer):
     assert [(prompts, n) for prompts, n, _, _ in engine.calls] == [(4, 2), (6, 1)]  # 4 prompts x 2, then 6 together
     score_rollouts(rollouts, {"accuracy": 1.0}, 200)
     assert rollouts.components["accuracy"].tolist() == [1.0] * 8
-    metrics = tool_metrics(rollouts.tool_calls, rollouts.components["accuracy"].tolist())
+    metrics = batch_tool_metrics(rollouts.tool_calls, rollouts.components["accuracy"].tolist())
     assert metrics["tools/used_fraction"] == 0.75 and metrics["tools/accuracy_without_call"] == 1.0
 
 

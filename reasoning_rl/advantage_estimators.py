@@ -24,7 +24,8 @@ from reasoning_rl.advantages import gae, group_relative, last_sampled, whiten
 from reasoning_rl.losses import value_loss
 from reasoning_rl.optim import clip_and_step
 from reasoning_rl.reward_model import TokenScores
-from reasoning_rl.rollout import per_token
+from reasoning_rl.rollout import micro_batches, per_token
+from reasoning_rl.sharded_checkpoint import load_state, save_state
 from runtime.distributed import SINGLE
 
 
@@ -120,13 +121,16 @@ class GAECritic:
         self.optimizer, self.scheduler = make_optimizer(self.critic, self.critic_lr, cfg.weight_decay, cfg.warmup_steps)
         self.autocast, self.max_grad_norm, self.micro_batch_size = cfg.autocast, cfg.max_grad_norm, cfg.micro_batch_size
         self.pad_id = tokenizer.pad_token_id
+        self.sharded_format = cfg.shard != "ddp"  # checkpoints of a --shard fsdp run hold DCP shards
 
     @torch.no_grad()
     def advantages(self, rollouts, old_logprobs, ref_logprobs) -> tuple[torch.Tensor, dict[str, float]]:
         mask = rollouts.completion_mask()  # [N, T]
         N, T = mask.shape
-        values = per_token(rollouts, self.pad_id, self.micro_batch_size,
-                           lambda ids, attention, T: critic_values(self.models[0], ids, attention, T, self.autocast), self.dist.device)
+        with self.dist.lockstep_forwards(self.models[0], self.pad_id, len(micro_batches(rollouts, self.micro_batch_size))):
+            values = per_token(rollouts, self.pad_id, self.micro_batch_size,
+                               lambda ids, attention, T: critic_values(self.models[0], ids, attention, T, self.autocast),
+                               self.dist.device)
 
         # per-token rewards: the KL penalty on every token, the sequence score on the last one
         mask = mask.to(values.device)
@@ -172,11 +176,21 @@ class GAECritic:
         return {"value_grad_norm": done["grad_norm"], "value_nonfinite_steps": done["nonfinite_steps"]}
 
     def save(self, folder: Path) -> None:
+        """``critic.pt``; in a sharded run's checkpoint (every rank) its shards in ``critic/`` and the schedule there."""
+        if self.sharded_format:
+            save_state(folder / "critic", self.critic, self.optimizer)
+            if self.dist.is_main:
+                torch.save({"scheduler": self.scheduler.state_dict()}, folder / "critic" / "scheduler.pt")
+            return
         torch.save({"critic": self.critic.state_dict(), "optimizer": self.optimizer.state_dict(),
                     "scheduler": self.scheduler.state_dict()}, folder / "critic.pt")
 
     def load(self, folder: Path) -> None:
-        blob = torch.load(folder / "critic.pt", weights_only=False)
-        self.critic.load_state_dict(blob["critic"])
-        self.optimizer.load_state_dict(blob["optimizer"])
+        if (folder / "critic").is_dir():
+            load_state(folder / "critic", self.critic, self.optimizer)
+            blob = torch.load(folder / "critic" / "scheduler.pt", weights_only=False)
+        else:
+            blob = torch.load(folder / "critic.pt", weights_only=False)
+            self.critic.load_state_dict(blob["critic"])
+            self.optimizer.load_state_dict(blob["optimizer"])
         self.scheduler.load_state_dict(blob["scheduler"])

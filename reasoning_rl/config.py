@@ -245,6 +245,12 @@ class RLConfig:
     """LoRA alpha."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass (less memory, about 30 % slower)."""
+    shard: str = "ddp"
+    """How several processes hold the models: ddp (each rank the whole policy, gradients and AdamW state; DDP),
+    fsdp (FSDP2: each rank a 1/N shard of all three, for models larger than one device), or hsdp (hybrid: sharded
+    within --shard-group-size ranks, replicated across groups, for several machines). docs/sharding.md."""
+    shard_group_size: int = 0
+    """With --shard hsdp: ranks per shard group (0: the ranks of one machine, torchrun's --nproc-per-node)."""
 
     # generation back end
     backend: str = "vllm"

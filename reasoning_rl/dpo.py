@@ -82,9 +82,11 @@ class DPOUpdate:
     def reference_logprobs(self, rollouts: Rollouts, pairs: list[tuple[int, int]]) -> torch.Tensor:
         """``[P, 2]`` summed log-probs of (chosen, rejected) under the frozen reference, once per batch."""
         out = torch.zeros(len(pairs), 2, device=self.dist.device)
-        for i, rows in self.chunks(pairs, self.micro_batch_pairs):
-            k = len(rows) // 2
-            out[i : i + k] = self.sequence_logprobs(self.reference, rollouts, rows).view(2, k).T
+        chunks = list(self.chunks(pairs, self.micro_batch_pairs))
+        with self.dist.lockstep_forwards(self.reference, self.pad_id, len(chunks)):  # a sharded reference
+            for i, rows in chunks:
+                k = len(rows) // 2
+                out[i : i + k] = self.sequence_logprobs(self.reference, rollouts, rows).view(2, k).T
         return out
 
     def one_pass(self, rollouts: Rollouts, pairs: list[tuple[int, int]], ref: torch.Tensor, train: bool) -> dict[str, float]:
@@ -96,8 +98,9 @@ class DPOUpdate:
         dist = self.dist if train else SINGLE
         all_pairs = dist.sum([len(pairs)])[0]
         chunks = list(self.chunks(pairs, self.micro_batch_pairs))
+        passes = dist.lockstep(len(chunks))  # sharded models: every rank runs the busiest rank's passes
         for n, (i, rows) in enumerate(chunks):
-            with dist.accumulate([self.model], sync=n == len(chunks) - 1):
+            with dist.accumulate([self.model], sync=n == passes - 1):
                 k = len(rows) // 2
                 pol = self.sequence_logprobs(self.model if train else self.policy, rollouts, rows)
                 loss, m = dpo_loss(pol[:k], pol[k:], ref[i : i + k, 0], ref[i : i + k, 1], self.beta)
@@ -105,9 +108,20 @@ class DPOUpdate:
                     (loss * k * dist.world / all_pairs).backward()
             for key, value in {"loss": loss.item(), **m}.items():
                 sums[key] = sums.get(key, 0.0) + value * k / len(pairs)
-        if train and not chunks and dist.world > 1:  # no pair here: join the other ranks' all-reduce with zeros
-            zero_backward([self.model], self.pad_id, dist.device)
+        if train:
+            self.join_if_idle(rollouts, len(chunks), passes)
         return sums
+
+    def join_if_idle(self, rollouts: Rollouts, done: int, passes: int) -> None:
+        """The passes this rank lacks: with DDP, a rank without pairs joins the all-reduce with zeros; with sharded
+        models, ``passes - done`` forwards and backwards of one row, its loss times 0."""
+        if not self.dist.sharded:
+            if not done and self.dist.world > 1:
+                zero_backward([self.model], self.pad_id, self.dist.device)
+            return
+        for n in range(done, passes):
+            with self.dist.accumulate([self.model], sync=n == passes - 1):
+                (self.sequence_logprobs(self.model, rollouts, [0]).sum() * 0).backward()
 
     def __call__(self, rollouts: Rollouts, step: int = 0) -> dict[str, float]:
         pairs = pairs_from_groups(rollouts, self.pairs_per_group)

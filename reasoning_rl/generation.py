@@ -18,11 +18,12 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Iterator, Protocol
 
 import torch
 
 from runtime.distributed import SINGLE, Dist, bf16_dtype
+from runtime.sharding import full_items
 
 
 @dataclass
@@ -110,7 +111,7 @@ class VLLMGenerator:
         """Load ``model``'s weights (LoRA merged in) into the engine; returns seconds taken."""
         start = time.perf_counter()
         worker = self.llm.llm_engine.model_executor.driver_worker.worker
-        worker.reload_weights(weights_iterator=iter(exported_state_dict(model).items()))
+        worker.reload_weights(weights_iterator=exported_weights(model))
         self.llm.reset_prefix_cache()
         return time.perf_counter() - start
 
@@ -165,27 +166,31 @@ def _sampled_logprobs(output) -> list[float] | None:
     return [step[token].logprob for step, token in zip(output.logprobs, output.token_ids)]
 
 
-def exported_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The weights under the base model's names; for a peft model the LoRA deltas are merged in."""
+def exported_weights(model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
+    """The weights under the base model's names, one tensor at a time (for a sharded model each is gathered in turn,
+    on every rank, so the whole model is never held twice); for a peft model the LoRA deltas are merged in."""
     if not hasattr(model, "merge_adapter"):
-        return model.state_dict()
+        yield from full_items(model.state_dict())
+        return
     model.merge_adapter()
     try:
         prefix = "base_model.model."
-        return {
-            k.removeprefix(prefix).replace(".base_layer", ""): v.detach().clone()
-            for k, v in model.state_dict().items()
-            if "lora_" not in k and "modules_to_save" not in k
-        }
+        for k, v in full_items(model.state_dict()):
+            if "lora_" not in k and "modules_to_save" not in k:
+                yield k.removeprefix(prefix).replace(".base_layer", ""), v.clone()
     finally:
         model.unmerge_adapter()
 
 
 class HFGenerator:
-    """transformers ``generate`` on the training policy itself (no copy, so no sync needed)."""
+    """transformers ``generate`` on the training policy itself (no copy, so no sync needed).
 
-    def __init__(self, model: torch.nn.Module, tokenizer, batch_size: int = 64):
-        self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
+    On a sharded policy every decoding step is a collective, so the ranks run as many ``generate`` calls as the
+    busiest one (an idle rank decodes a one-token prompt) and each call with ``synced_gpus``, which keeps a rank that
+    has finished decoding in step until all have (as with DeepSpeed ZeRO-3)."""
+
+    def __init__(self, model: torch.nn.Module, tokenizer, batch_size: int = 64, dist: Dist = SINGLE):
+        self.model, self.tokenizer, self.batch_size, self.dist = model, tokenizer, batch_size, dist
 
     @torch.no_grad()
     def generate(self, prompt_ids: list[list[int]], n: int, temperature: float, top_p: float,
@@ -196,17 +201,18 @@ class HFGenerator:
         self.model.eval()
         pad, eos = self.tokenizer.pad_token_id, self.tokenizer.eos_token_id
         flat = [p for p in prompt_ids for _ in range(n)]
+        chunks = [flat[i : i + self.batch_size] for i in range(0, len(flat), self.batch_size)]
         samples: list[Completion] = []
-        for i in range(0, len(flat), self.batch_size):
-            chunk = flat[i : i + self.batch_size]
+        for k in range(self.dist.lockstep(len(chunks))):
+            chunk = chunks[k] if k < len(chunks) else [[pad]]  # a sharded rank with no prompts left keeps in step
             width = max(map(len, chunk))
             device = next(self.model.parameters()).device
             ids = torch.tensor([[pad] * (width - len(p)) + p for p in chunk], device=device)
             mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in chunk], device=device)
             sampling = dict(do_sample=True, temperature=temperature, top_p=top_p) if temperature > 0 else dict(do_sample=False)
             out = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
-                                      pad_token_id=pad, eos_token_id=eos, **sampling)
-            for row in out[:, width:].tolist():
+                                      pad_token_id=pad, eos_token_id=eos, synced_gpus=self.dist.sharded, **sampling)
+            for row in out[:, width:].tolist() if k < len(chunks) else []:
                 tokens = row[: row.index(eos) + 1] if eos in row else [t for t in row if t != pad]
                 samples.append(Completion(tokens, self.tokenizer.decode(tokens, skip_special_tokens=True), eos not in row))
         self.model.train(was_training)
@@ -223,5 +229,5 @@ def make_generator(backend: str, model_path: str, policy=None, tokenizer=None, s
     if backend == "vllm":
         return VLLMGenerator(model_path, seed=seed, dist=dist, **vllm_options)
     if backend == "hf":
-        return HFGenerator(policy, tokenizer)
+        return HFGenerator(policy, tokenizer, dist=dist)
     raise ValueError(f"unknown generation backend {backend!r}; choose 'vllm' or 'hf'")

@@ -173,17 +173,18 @@ class EncodedPrompts:
         T = ids.shape[1]
         owner = torch.tensor([self.index[o] for o in owner], device=self.device)  # [b] row -> its prompt
         logits = self.inputs[0][owner, None]  # [b, 1, V]: the prompt's last position predicts completion token 0
-        if T > 1:
-            kv = self.inputs[1:]
-            cache = DynamicCache(ddp_cache_data=[(kv[k][owner], kv[k + 1][owner]) for k in range(0, len(kv), 2)])
-            with torch.autocast(ids.device.type, dtype=torch.bfloat16,
-                                enabled=self.autocast and native_bf16(ids.device.type)):
-                rest = model(
-                    input_ids=ids[:, :-1], past_key_values=cache, use_cache=True,
-                    attention_mask=torch.cat([self.mask[owner], mask[:, :-1]], dim=1),  # [b, P + T - 1]
-                    position_ids=self.mask.sum(1)[owner, None] + torch.arange(T - 1, device=self.device),  # [b, T - 1]: after the prompt
-                ).logits  # [b, T - 1, V]: completion token t predicts token t + 1
-            logits = torch.cat([logits.to(rest.dtype), rest], dim=1)  # [b, T, V]
+        # Completion tokens 0..T-2 each predict the next. With T = 1 the model still runs on token 0 (its prediction
+        # unused), so that every call runs the same forwards, which ranks of a sharded model must pair up.
+        n = max(T - 1, 1)
+        kv = self.inputs[1:]
+        cache = DynamicCache(ddp_cache_data=[(kv[k][owner], kv[k + 1][owner]) for k in range(0, len(kv), 2)])
+        with torch.autocast(ids.device.type, dtype=torch.bfloat16, enabled=self.autocast and native_bf16(ids.device.type)):
+            rest = model(
+                input_ids=ids[:, :n], past_key_values=cache, use_cache=True,
+                attention_mask=torch.cat([self.mask[owner], mask[:, :n]], dim=1),  # [b, P + n]
+                position_ids=self.mask.sum(1)[owner, None] + torch.arange(n, device=self.device),  # [b, n]: after the prompt
+            ).logits[:, : T - 1]  # [b, T - 1, V]: completion token t predicts token t + 1
+        logits = torch.cat([logits.to(rest.dtype), rest], dim=1)  # [b, T, V]
         logps, entropies = selective_log_softmax(tempered(logits, temperature), ids, with_entropy)
         return logps, entropies, mask.float()
 

@@ -7,6 +7,8 @@ import warnings
 
 import torch
 
+from runtime.sharding import full_tensor
+
 # A step skipped for a non-finite gradient (``clip_and_step``) is on purpose; the scheduler still counts it.
 warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before `optimizer.step\(\)`")
 
@@ -38,11 +40,12 @@ def make_optimizer(model, lr: float, weight_decay: float, warmup_steps: int):
 def clip_and_step(optimizer, parameters, max_norm: float) -> dict[str, float]:
     """Clip the gradients to ``max_norm`` and apply them, unless their norm is not finite (a NaN or infinite loss or
     gradient): then the gradients are dropped and the weights and AdamW's moments stay as they were. DDP has already
-    averaged the gradients, so every rank sees the same norm and skips alike.
+    averaged the gradients, so every rank sees the same norm and skips alike; with sharded parameters the norm is
+    taken over every rank's shards (a ``DTensor``, made whole).
 
     Returns ``grad_norm`` and ``nonfinite_steps`` (1 for a skipped step), which the trainers log.
     """
-    norm = torch.nn.utils.clip_grad_norm_([p for p in parameters if p.requires_grad], max_norm)
+    norm = full_tensor(torch.nn.utils.clip_grad_norm_([p for p in parameters if p.requires_grad], max_norm))
     if not torch.isfinite(norm):
         optimizer.zero_grad(set_to_none=True)
         return {"grad_norm": norm.item(), "nonfinite_steps": 1.0}

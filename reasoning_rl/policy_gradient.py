@@ -21,7 +21,8 @@ from reasoning_rl.config import RLConfig
 from reasoning_rl.logprobs import supports_shared_prompt
 from reasoning_rl.losses import POLICY_LOSSES, rollout_correction
 from reasoning_rl.optim import clip_and_step
-from reasoning_rl.rollout import Rollouts, encode_prompts, micro_batches, rollout_logprobs, row_logprobs
+from reasoning_rl.rollout import (Rollouts, encode_prompts, micro_batches, rollout_forwards, rollout_logprobs,
+                                  row_logprobs)
 from runtime.distributed import SINGLE, Dist, zero_backward
 
 
@@ -165,8 +166,9 @@ class PolicyGradient:
         prompts = PromptEncoding(self, rollouts, kept)
         sums = dict.fromkeys(["loss", "clip_fraction", "kl", "entropy"], 0.0)
         batches = micro_batches(rollouts, cfg.micro_batch_size, kept)
+        passes = self.dist.lockstep(len(batches))  # sharded models: every rank runs the busiest rank's passes
         for k, rows in enumerate(batches):
-            with self.dist.accumulate(self.models, sync=k == len(batches) - 1):
+            with self.dist.accumulate(self.models, sync=k == passes - 1):
                 logprobs, entropy, mask = prompts.logprobs(rows)  # [b, T] each
                 target = targets.rows(rows, logprobs, mask)  # advantages, old and reference log-probs, weights
                 loss, metrics = self.policy_loss(
@@ -178,7 +180,7 @@ class PolicyGradient:
                 add_micro_batch_metrics(sums, loss, entropy, mask, {**metrics, **target.metrics}, counts.forwarded)
                 self.critic_backward(sums, rollouts, rows, mask, counts)
         prompts.backward()
-        self.join_if_idle(batches)
+        self.join_if_idle(rollouts, prompts, len(batches), passes)
         fill_missing_gradients(self.policy)
         sums.update(clip_and_step(self.optimizer, self.policy.parameters(), cfg.max_grad_norm))  # skipped if not finite
         return {**sums, **self.estimator.step()}
@@ -198,8 +200,10 @@ class PolicyGradient:
         kept = (~skip).nonzero().flatten().tolist()
 
         def logprobs_under(model) -> torch.Tensor:  # [N, T]
-            return rollout_logprobs(model, rollouts, pad, cfg.micro_batch_size, cfg.autocast, kept, self.shared_prompt,
-                                    cfg.temperature)
+            with self.dist.lockstep_forwards(model, pad, rollout_forwards(rollouts, cfg.micro_batch_size, kept,
+                                                                          self.shared_prompt)):
+                return rollout_logprobs(model, rollouts, pad, cfg.micro_batch_size, cfg.autocast, kept,
+                                        self.shared_prompt, cfg.temperature)
 
         updates = cfg.mu * max(1, cfg.mini_batches)  # after the first, the policy is no longer the one that sampled
         old = logprobs_under(self.policy) if updates > 1 or self.estimator.needs_old_logprobs else None
@@ -256,10 +260,19 @@ class PolicyGradient:
         for key, value in self.estimator.backward(rollouts, rows, mask, share, counts.critic_weight).items():
             sums[key] = sums.get(key, 0.0) + value
 
-    def join_if_idle(self, batches: list[list[int]]) -> None:
-        """A rank with nothing to train in this step joins the other ranks' gradient all-reduce with zeros."""
-        if not batches and self.dist.world > 1:
-            zero_backward(self.models, self.tokenizer.pad_token_id, self.dist.device)
+    def join_if_idle(self, rollouts: Rollouts, prompts: "PromptEncoding", done: int, passes: int) -> None:
+        """The passes this rank lacks against the busiest one. DDP: a rank with nothing to train joins the gradient
+        all-reduce with zeros. Sharded models: ``passes - done`` more micro-batches of one row, the same forwards and
+        backwards as a real one (FSDP2's all-gathers and reduce-scatters pair up), with the loss times 0."""
+        if not self.dist.sharded:
+            if not done and self.dist.world > 1:
+                zero_backward(self.models, self.tokenizer.pad_token_id, self.dist.device)
+            return
+        for k in range(done, passes):
+            with self.dist.accumulate(self.models, sync=k == passes - 1):
+                logprobs, _, mask = prompts.logprobs([0])
+                (logprobs.sum() * 0).backward()
+                self.estimator.backward(rollouts, [0], mask, share=0.0)  # PPO's critic: the same, times 0
 
 
 class PromptEncoding:

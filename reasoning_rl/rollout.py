@@ -243,3 +243,12 @@ def rollout_logprobs(model, rollouts: Rollouts, pad_id: int, micro_batch_size: i
         logprobs, _, mask = row_logprobs(model, rollouts, rows, pad_id, autocast, prompts=prompts, temperature=temperature)
         out[rows, : mask.shape[1]] = logprobs * mask
     return out
+
+
+def rollout_forwards(rollouts: Rollouts, micro_batch_size: int, rows: list[int] | None = None,
+                     shared_prompt: bool = False) -> int:
+    """The forward passes ``rollout_logprobs`` runs with these arguments (ranks of a sharded model compare them
+    beforehand): one per micro-batch, and with ``shared_prompt`` one per chunk of distinct prompts."""
+    batches = micro_batches(rollouts, micro_batch_size, rows)
+    groups = {i // rollouts.group_size for rows in batches for i in rows}
+    return len(batches) + (-(-len(groups) // micro_batch_size) if shared_prompt else 0)

@@ -8,10 +8,11 @@ from reasoning_rl.config import RLConfig
 from reasoning_rl.losses import LOSS_AGGREGATIONS, POLICY_LOSSES, ROLLOUT_CORRECTIONS
 from runtime.distributed import SINGLE, Dist
 from runtime.errors import UserError
+from runtime.sharding import SHARD_KINDS
 
 CHOICES = {"template": tuple(TEMPLATES), "backend": ("vllm", "hf"), "optimizer_state": ("newest", "all", "none"),
            "loss_aggregation": LOSS_AGGREGATIONS, "loss_type": tuple(POLICY_LOSSES), "rollout_correction": ROLLOUT_CORRECTIONS,
-           "shared_prompt_scope": ("micro_batch", "step"), "tools": ("none", "python")}
+           "shared_prompt_scope": ("micro_batch", "step"), "tools": ("none", "python"), "shard": SHARD_KINDS}
 GROUP_REASON = {
     "grpo": "its advantage is a reward relative to the group's mean, so a group of one never has a gradient",
     "dpo": "its pairs are a correct and an incorrect completion of the same prompt",
@@ -74,6 +75,10 @@ def check_rollout_correction(cfg: RLConfig, algorithm: str) -> None:
 def check_processes(cfg: RLConfig, dist: Dist) -> None:
     """What several processes need: a batch that splits into equal shares, tensor-parallel groups that tile the
     ranks, and DDP (the update's shared-prompt forward and the engine's weight sync read the whole model)."""
+    group = cfg.shard_group_size or dist.local_world
+    if cfg.shard == "hsdp" and (group < 1 or dist.world % group):
+        raise UserError(f"--shard hsdp: --shard-group-size {group} must divide the number of processes ({dist.world}): "
+                        "each group of that many ranks holds one sharded copy")
     tp = cfg.vllm_tensor_parallel_size
     if tp < 1 or dist.world % tp:
         raise UserError(f"--vllm-tensor-parallel-size {tp} must divide the number of processes ({dist.world}): each group "

@@ -34,6 +34,7 @@ from reasoning_rl.plots import plot_run
 from reasoning_rl.rollout_buffer import RolloutBuffer
 from reasoning_rl.run import Run, Update, start_run
 from reasoning_rl.sampling import Batch, collect_batch
+from reasoning_rl.sharded_checkpoint import save_sharded_checkpoint
 from reasoning_rl.step_metrics import reduce_over_ranks, step_metrics
 from reasoning_rl.tracking import (format_seconds, peak_memory_gib, read_metrics, weights_sha256, write_completions,
                                    write_samples)
@@ -113,27 +114,37 @@ def log_and_checkpoint(run: Run, step: int, batch: Batch, metrics: dict[str, flo
 
 
 def checkpoint(run: Run, step: int) -> None:
-    """Rank 0 writes the checkpoint, with the update's own state (PPO's critic) and every rank's pending rollouts;
-    the other ranks wait for it."""
+    """The checkpoint of ``step``, with the update's own state (PPO's critic) and every rank's pending rollouts:
+    written by rank 0 while the others wait, or with sharded models by every rank (``write_checkpoint``). A write
+    that fails stops the run on every rank with one line."""
     pending = run.dist.gather(list(run.buffer.batches))
 
     def extra(folder: Path) -> None:
         run.update.save(folder)
-        RolloutBuffer.save(folder, pending)
+        if run.dist.is_main:
+            RolloutBuffer.save(folder, pending)
 
     failed = None
-    if run.dist.is_main:
-        try:
-            save_checkpoint(run.out, step, run.policy, run.tokenizer, run.optimizer, run.scheduler, run.state.to_json(),
-                            keep=run.cfg.keep_checkpoints, extra=extra, optimizer_state=run.cfg.optimizer_state)
-        except OSError as error:  # a full disk (ENOSPC), an I/O error: the previous checkpoint is untouched
-            latest = latest_checkpoint(run.out)
-            failed = (f"could not write the checkpoint of step {step} into {run.out / 'checkpoints'}: "
-                      f"{error.strerror or error}; " + (f"{latest} is intact, and --resume continues from it" if latest
-                                                        else "no earlier checkpoint was written"))
-    failed = run.dist.gather(failed)[0]  # every rank stops alike (and waits for rank 0's write)
+    try:
+        write_checkpoint(run, step, extra)
+    except OSError as error:  # a full disk (ENOSPC), an I/O error: the previous checkpoint is untouched
+        latest = latest_checkpoint(run.out)
+        failed = (f"could not write the checkpoint of step {step} into {run.out / 'checkpoints'}: "
+                  f"{error.strerror or error}; " + (f"{latest} is intact, and --resume continues from it" if latest
+                                                    else "no earlier checkpoint was written"))
+    failed = next((f for f in run.dist.gather(failed) if f), None)  # every rank stops alike
     if failed:
         raise UserError(failed)
+
+
+def write_checkpoint(run: Run, step: int, extra) -> None:
+    """DDP: rank 0 writes the whole model (``checkpoint.save_checkpoint``). Sharded (``--shard fsdp``, on any number
+    of processes): every rank writes its shards (``sharded_checkpoint``)."""
+    cfg, args = run.cfg, (run.out, step, run.policy, run.tokenizer, run.optimizer, run.scheduler, run.state.to_json())
+    if cfg.shard != "ddp":
+        save_sharded_checkpoint(*args, run.dist, keep=cfg.keep_checkpoints, extra=extra, optimizer_state=cfg.optimizer_state)
+    elif run.dist.is_main:
+        save_checkpoint(*args, keep=cfg.keep_checkpoints, extra=extra, optimizer_state=cfg.optimizer_state)
 
 
 def stop_after(run: Run, step: int) -> None:
@@ -221,7 +232,7 @@ def final_report(run: Run, steps: int) -> dict:
     memory = dist.gather(peak_memory_gib())
     report = {"algorithm": run.algorithm, "tasks": run.tasks, "before": before, "after": after, "wall_seconds": wall,
               "steps": steps, "processes": dist.world, "peak_memory_gib": max(memory), "peak_memory_gib_per_rank": memory}
-    if dist.world > 1:  # DDP keeps the ranks' weights equal; a fingerprint per rank shows that it did
+    if dist.world > 1 and not dist.sharded:  # DDP keeps the ranks' weights equal; a fingerprint per rank shows it did
         report["weights_sha256_per_rank"] = dist.gather(weights_sha256(run.policy))
         if len(set(report["weights_sha256_per_rank"])) > 1 and dist.is_main:
             print("warning: the ranks' weights differ at the end of the run", file=sys.stderr)

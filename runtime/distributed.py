@@ -8,6 +8,11 @@ accelerate's and torch.distributed's. The pattern is TRL's "colocate" one: every
 policy and its own in-process vLLM engine, samples its own share of each step's prompts, and the
 gradients are averaged over ranks in the one synchronised backward of each optimizer step.
 
+With ``--shard fsdp`` (or ``hsdp``) the models are sharded with FSDP2 instead of wrapped in DDP
+(``runtime/sharding.py``): each rank keeps a shard of every weight, gradient and moment. Every forward
+is then a collective, so ``lockstep`` and ``lockstep_forwards`` let a rank with fewer rows run the
+empty passes that keep it in step with the others (each rank says first how many passes it has).
+
 A single process (no launcher) is the case ``world == 1``: every collective returns at once, and
 the same lines run on the CPU here and on a GPU (``device`` is ``cuda:<local rank>`` there).
 """
@@ -22,6 +27,8 @@ from dataclasses import dataclass
 
 import torch
 
+from runtime import sharding
+
 
 @dataclass
 class Dist:
@@ -31,9 +38,11 @@ class Dist:
     local_world: int = 1
     device: torch.device = torch.device("cpu")
     accelerator: object | None = None  # accelerate.Accelerator, None for a plain single process (unit tests)
+    shard: str = "ddp"  # ddp (whole models, DDP), fsdp or hsdp (FSDP2 shards; runtime/sharding.py)
+    mesh: object | None = None  # the FSDP2 device mesh (several ranks with fsdp or hsdp)
 
     @classmethod
-    def start(cls) -> "Dist":
+    def start(cls, shard: str = "ddp", shard_group: int = 0) -> "Dist":
         """This process's place, from the launcher's environment (one process without one).
 
         On a machine without CUDA the ranks talk over gloo on the CPU (accelerate's ``MULTI_CPU``);
@@ -50,16 +59,31 @@ class Dist:
         ddp = DistributedDataParallelKwargs(broadcast_buffers=False)
         accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision="no", kwargs_handlers=[ddp])
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
-        return cls(accelerator.process_index, accelerator.num_processes, accelerator.local_process_index, local_world,
-                   accelerator.device, accelerator)
+        dist = cls(accelerator.process_index, accelerator.num_processes, accelerator.local_process_index, local_world,
+                   accelerator.device, accelerator, shard)
+        if dist.sharded:  # ranks per shard group: hsdp's --shard-group-size, by default one machine's
+            dist.mesh = sharding.mesh(shard, dist.world, shard_group or local_world, dist.device.type)
+        return dist
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
 
+    @property
+    def sharded(self) -> bool:
+        """Models are FSDP2-sharded (``--shard fsdp`` or ``hsdp`` on several ranks; one process has nothing to shard)."""
+        return self.shard != "ddp" and self.world > 1
+
+    def shard_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        """``model`` on this rank's device, FSDP2-sharded when ``sharded`` (before any optimizer is built on it)."""
+        model = model.to(self.device)
+        return sharding.shard(model, self.mesh) if self.sharded else model
+
     def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
-        """``model`` on this rank's device; wrapped in DDP when there are several ranks (accelerate's
-        ``prepare_model``: DDP, or FSDP where accelerate's configuration asks for it)."""
+        """``model`` on this rank's device, ready to train on every rank: wrapped in DDP when there are several ranks
+        (accelerate's ``prepare_model``), or sharded (``shard_model``; the module itself is returned)."""
+        if self.sharded:
+            return self.shard_model(model)
         if self.accelerator is None:
             return model.to(self.device)
         return self.accelerator.prepare_model(model)
@@ -96,13 +120,50 @@ class Dist:
 
     @contextmanager
     def accumulate(self, models: list[torch.nn.Module], sync: bool):
-        """Backward passes inside add into ``.grad`` locally; with ``sync`` the DDP all-reduce of the summed
-        gradients runs at the end of the backward (the last micro-batch of an optimizer step)."""
+        """Backward passes inside add into ``.grad`` locally; with ``sync`` the DDP all-reduce (FSDP2's
+        reduce-scatter) of the summed gradients runs at the end of the backward (the last micro-batch of an
+        optimizer step)."""
+        if self.sharded:
+            for model in models:
+                sharding.set_gradient_sync(model, sync)
+            try:
+                yield
+            finally:
+                for model in models:
+                    sharding.set_gradient_sync(model, True)
+            return
         with ExitStack() as stack:
             if not sync and self.world > 1:
                 for model in models:
                     stack.enter_context(model.no_sync())
             yield
+
+    def lockstep(self, n: int) -> int:
+        """The number of passes every rank runs where this rank has ``n``: the most of any rank when the models are
+        sharded (each pass is a collective), else ``n``."""
+        if not self.sharded:
+            return n
+        t = torch.tensor([n], device=self.device)
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+        return int(t.item())
+
+    @contextmanager
+    def lockstep_forwards(self, model: torch.nn.Module, pad_id: int, planned: int):
+        """The ``planned`` forward passes (without gradient) of a sharded ``model`` run inside; then as many one-token
+        forwards as this rank planned fewer than the busiest rank. The plans are compared before any pass, since
+        an all-gather must pair with the other ranks' all-gathers, not with a count."""
+        if not self.sharded:
+            yield
+            return
+        total = self.lockstep(planned)
+        with sharding.ForwardCount(model) as count:
+            yield
+        if count.n != planned:
+            raise RuntimeError(f"{count.n} forward passes ran where {planned} were planned; the ranks are out of step")
+        ids = torch.tensor([[pad_id]], device=self.device)
+        with torch.no_grad():
+            for _ in range(total - planned):
+                model(input_ids=ids, attention_mask=torch.ones_like(ids))
 
 
 def zero_backward(models: list[torch.nn.Module], pad_id: int, device: torch.device) -> None:

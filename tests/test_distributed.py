@@ -47,19 +47,38 @@ def steps_logged(out: Path) -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def one_step_weights(tiny_model, tmp_path_factory):
-    """``{case: (weights on 1 rank, [weights on rank 0, rank 1])}`` after one step on the same 8 groups."""
-    one, two = tmp_path_factory.mktemp("one-rank"), tmp_path_factory.mktemp("two-ranks")
-    run([sys.executable, WORKER, "step", str(tiny_model), str(one)])
-    run(torchrun(2, WORKER, "step", str(tiny_model), str(two)))
+def step_folders(tiny_model, tmp_path_factory) -> dict[str, Path]:
+    """One step on the same 8 groups: on 1 rank, on 2 DDP ranks, on 2 FSDP2 ranks (``distributed_worker.py step``)."""
+    folders = {name: tmp_path_factory.mktemp(name) for name in ("one", "ddp", "fsdp")}
+    run([sys.executable, WORKER, "step", str(tiny_model), str(folders["one"])])
+    run(torchrun(2, WORKER, "step", str(tiny_model), str(folders["ddp"])))
+    run(torchrun(2, WORKER, "step_fsdp", str(tiny_model), str(folders["fsdp"])))
+    return folders
+
+
+def weights_after_one_step(folders: dict[str, Path], ranks: str) -> dict:
+    """``{case: (weights on 1 rank, [weights on rank 0, rank 1])}`` for the 2 ``ranks`` (ddp or fsdp)."""
     from distributed_worker import CASES
 
-    return {case: (torch.load(one / f"{case}_rank0.pt"), [torch.load(two / f"{case}_rank{r}.pt") for r in (0, 1)])
-            for case in CASES}
+    return {case: (torch.load(folders["one"] / f"{case}_rank0.pt"),
+                   [torch.load(folders[ranks] / f"{case}_rank{r}.pt") for r in (0, 1)]) for case in CASES}
+
+
+@pytest.fixture(scope="module")
+def one_step_weights(step_folders):
+    return weights_after_one_step(step_folders, "ddp")
+
+
+def moved_by_the_step(weights: dict, start: dict) -> float:
+    """How far the step moved the policy from ``start`` (LoRA: its B matrices, which start at zero)."""
+    lora = {k: v for k, v in weights.items() if "lora_B" in k}
+    if lora:
+        return max(v.abs().max().item() for v in lora.values())
+    return max((weights[f"policy.{k}"] - v).abs().max().item() for k, v in start.items() if f"policy.{k}" in weights)
 
 
 @pytest.mark.parametrize("case", ["sequence_mean", "token_mean", "sequence_sum", "plain", "ppo", "token_tis", "sequence_mask",
-                                  "gspo", "cispo", "tool_output", "tool_output_ppo"])
+                                  "gspo", "cispo", "tool_output", "tool_output_ppo", "lora"])
 def test_two_ranks_with_four_groups_take_the_step_of_one_rank_with_eight(one_step_weights, tiny_model, case):
     from safetensors.torch import load_file
 
@@ -67,12 +86,39 @@ def test_two_ranks_with_four_groups_take_the_step_of_one_rank_with_eight(one_ste
     start = load_file(tiny_model / "model.safetensors")
     assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)  # DDP: both ranks applied the same averaged gradient
     difference = max((single[k] - rank0[k]).abs().max().item() for k in single)
-    moved = max((single[f"policy.{k}"] - v).abs().max().item() for k, v in start.items() if f"policy.{k}" in single)
+    moved = moved_by_the_step(single, start)
     # the step moved the weights by far more than the tolerance (3e-4 to 1e-2; the ranks differ by about 1e-7)
     assert difference < 1e-5 and difference < moved / 1000 and moved > 1e-4
     if case.endswith("ppo"):
         critic = [k for k in single if k.startswith("critic.") and "score" in k]
         assert critic and max(single[k].abs().max().item() for k in critic) > 1e-4  # the value head left zero
+
+
+@pytest.mark.parametrize("case", ["sequence_mean", "token_mean", "sequence_sum", "plain", "ppo", "token_tis", "sequence_mask",
+                                  "gspo", "cispo", "tool_output", "tool_output_ppo", "lora"])
+def test_fsdp_on_two_ranks_takes_the_step_of_one_plain_rank(step_folders, tiny_model, case):
+    """FSDP2 (--shard fsdp): the same step, for each loss aggregation, with and without the savings (zero-advantage
+    rows skipped, so the ranks run different numbers of passes and the idle one keeps in step), PPO with its sharded
+    critic, and LoRA adapters on a sharded base."""
+    from safetensors.torch import load_file
+
+    single, (rank0, rank1) = weights_after_one_step(step_folders, "fsdp")[case]
+    assert sorted(single) == sorted(rank0) and all(torch.equal(rank0[k], rank1[k]) for k in rank0)  # gathered alike
+    difference = max((single[k] - rank0[k]).abs().max().item() for k in single)
+    moved = moved_by_the_step(single, load_file(tiny_model / "model.safetensors"))
+    assert difference < 1e-5 and difference < moved / 1000 and moved > 1e-4
+
+
+def test_fsdp_ranks_hold_half_of_the_weights_and_of_adamw(step_folders):
+    """Each of 2 ranks holds half the bytes of the parameters and of AdamW's two moments (measured on its shards);
+    one process holds all of them."""
+    one = json.loads((step_folders["one"] / "memory_rank0.json").read_text())
+    ranks = [json.loads((step_folders["fsdp"] / f"memory_rank{r}.json").read_text()) for r in (0, 1)]
+    assert one["parameters"] == one["parameters_full"] and one["adamw"] == 2 * one["parameters"]
+    for rank in ranks:
+        assert abs(rank["parameters"] / one["parameters"] - 0.5) < 0.02
+        assert abs(rank["adamw"] / one["adamw"] - 0.5) < 0.02
+    assert sum(r["parameters"] for r in ranks) == one["parameters"]
 
 
 def test_tool_output_changes_the_step(one_step_weights):
@@ -97,6 +143,67 @@ def test_ranks_hold_identical_weights_after_three_real_steps(tiny_model, tmp_pat
     assert all(m["completions/sampled"] == 4 * 4 for m in metrics)  # both ranks' samples are counted
     completions = (tmp_path / "completions.jsonl").read_text().splitlines()
     assert len(completions) == 3 * 4 * 4  # and written, by rank 0
+
+
+def test_sharded_checkpoints_resume_on_2_1_and_2_ranks_and_export_a_plain_model(tiny_model, tmp_path):
+    """--shard fsdp: every rank writes its shards (DCP); 2 ranks -> 1 process -> 2 ranks -> 2 ranks resume, and the
+    metrics hold steps 1..5 once each; the exported policy/ loads in transformers and equals the shards bit for bit."""
+    from transformers import AutoModelForCausalLM
+
+    from reasoning_rl.models import load_policy
+    from reasoning_rl.sharded_checkpoint import load_state
+
+    def train(ranks: int, steps: int, *extra: str) -> None:
+        run(train_command(ranks, tiny_model, tmp_path, "--shard", "fsdp", "--save-every", "1", "--lr", "1e-3",
+                          "--steps", str(steps), *extra))
+
+    train(2, 2)
+    for ranks, steps in ((1, 3), (2, 4), (2, 5)):
+        train(ranks, steps, "--resume")
+    assert steps_logged(tmp_path) == [1, 2, 3, 4, 5]
+    last = tmp_path / "checkpoints" / "step_000005"
+    assert {p.name for p in (last / "sharded" / "model").glob("*.distcp")} == {"__0_0.distcp", "__1_0.distcp"}
+    exported = AutoModelForCausalLM.from_pretrained(last / "policy").state_dict()
+    shards = load_policy(str(tiny_model))
+    load_state(last / "sharded", shards)  # in one process: DCP reshards 2 -> 1
+    start = load_policy(str(tiny_model)).state_dict()
+    assert all(torch.equal(exported[k], v) for k, v in shards.state_dict().items())
+    assert any(not torch.equal(start[k], v) for k, v in exported.items())  # and the run trained
+
+
+def test_a_sharded_run_killed_while_saving_resumes_from_the_checkpoint_before(tiny_model, tmp_path):
+    """SIGKILL while the ranks write a checkpoint (its temporary folder is there): the previous checkpoint stays the
+    newest, loads, and --resume goes on from it."""
+    from reasoning_rl.checkpoint import latest_checkpoint
+
+    command = train_command(2, tiny_model, tmp_path, "--shard", "fsdp", "--steps", "5", "--save-every", "1", "--lr", "1e-3")
+    process = subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    deadline, saving = time.time() + 300, []
+    while time.time() < deadline and not saving and process.poll() is None:
+        saving = list((tmp_path / "checkpoints").glob(".step_000003-*"))
+        time.sleep(0.002)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert saving, "the run was not caught while writing its third checkpoint: " + process.stderr.read()[-2000:]
+    assert latest_checkpoint(tmp_path).name == "step_000002"
+    run(command + ["--resume"])
+    assert steps_logged(tmp_path) == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("script, extra", [("train_ppo", []), ("train_dpo", []),
+                                           ("train", ["--lora-rank", "4", "--beta", "0.04", "--gradient-checkpointing"])])
+def test_fsdp_trains_ppo_online_dpo_and_lora_with_gradient_checkpointing(tiny_model, tmp_path, script, extra):
+    """--shard fsdp with PPO (its critic sharded too), online DPO, and LoRA adapters on a sharded base with
+    gradient checkpointing and a sharded reference: real steps, and a checkpoint that every rank wrote."""
+    args = ["--model", str(tiny_model), "--output-dir", str(tmp_path), *TINY_RUN, "--steps", "2", "--lr", "1e-3",
+            "--shard", "fsdp", *extra]
+    run(torchrun(2, WORKER, script, *args))
+    metrics = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [1, 2] and all(m["train/grad_norm"] > 0 for m in metrics)
+    assert (tmp_path / "checkpoints" / "step_000002" / "sharded" / "optimizer" / ".metadata").exists()
+    if script == "train_ppo":
+        assert (tmp_path / "checkpoints" / "step_000002" / "critic" / "model" / ".metadata").exists()
 
 
 def test_online_dpo_on_two_ranks_keeps_them_identical(tiny_model, tmp_path):
@@ -211,3 +318,15 @@ def test_tensor_parallel_engine_over_two_ranks_samples_and_syncs_like_one_engine
     for key in ("before", "after"):
         assert ranks[0][key] + ranks[1][key] == single[key]
     assert single["before"] != single["after"]  # the sync changed what the engine samples
+
+
+def test_streaming_sync_from_a_sharded_policy_gives_the_engine_the_unsharded_weights(engine_model, tmp_path):
+    """--shard fsdp: each rank's engine, synced from the sharded policy one gathered tensor at a time, gives the
+    greedy tokens of an engine synced from the whole model."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir(), two.mkdir()
+    run([sys.executable, WORKER, "engine", str(engine_model), str(one)])
+    run(torchrun(2, WORKER, "engine_fsdp", str(engine_model), str(two)))
+    single = json.loads((one / "engine_rank0.json").read_text())
+    ranks = [json.loads((two / f"engine_rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["after"] + ranks[1]["after"] == single["after"] != single["before"]

@@ -23,12 +23,14 @@ from reasoning_rl.config import RLConfig, changed_settings
 from reasoning_rl.generation import Generator, make_generator
 from reasoning_rl.hacking import HackingMonitor
 from reasoning_rl.heldout import held_out_accuracy
+from reasoning_rl.memory_plan import preflight
 from reasoning_rl.models import frozen_copy, load_policy, load_tokenizer, prepare_policy, resolve_model
 from reasoning_rl.optim import make_optimizer, seed_everything
 from reasoning_rl.rollout import Rollouts
 from reasoning_rl.rollout_buffer import RolloutBuffer
 from reasoning_rl.selection import PromptRecord
 from reasoning_rl.settings import check_settings
+from reasoning_rl.sharded_checkpoint import load_sharded_training_state
 from reasoning_rl.state import TrainState
 from reasoning_rl.tasks import PromptStream, load_task
 from reasoning_rl.tool_use import make_tool, with_tools
@@ -100,8 +102,9 @@ class Run:
 def start_run(cfg: RLConfig, update: Update, algorithm: str) -> Run:
     """Check the settings, load data, models and the engine, resume from a checkpoint if asked, and evaluate the
     untrained policy."""
-    dist = Dist.start()
+    dist = Dist.start(cfg.shard, cfg.shard_group_size)
     check_settings(cfg, update, algorithm, dist)
+    preflight(cfg, dist, algorithm)  # the memory plan: refused on a GPU if it cannot fit, a warning on the CPU
     out = claim_on_ranks(dist, lambda: claim_run_folder(cfg))
     tasks, pools, heldout, reward_weights = load_data(cfg)
     model_path = resolve_model(cfg.model)
@@ -120,7 +123,7 @@ def start_run(cfg: RLConfig, update: Update, algorithm: str) -> Run:
         generator.sync_weights(policy)
     optimizer, scheduler = make_optimizer(policy, cfg.lr, cfg.weight_decay, cfg.warmup_steps)
     update.setup(policy, reference, tokenizer, optimizer, model_path, dist)
-    state = restore(checkpoint, optimizer, scheduler, update, len(tasks), dist)
+    state = restore(checkpoint, policy, optimizer, scheduler, update, len(tasks), dist)
     if dist.world > 1:  # the ranks' own random streams (transformers generate samples with torch's)
         torch.manual_seed(cfg.seed + 1_000_003 * dist.rank + state.step)
     run = Run(cfg=cfg, update=update, algorithm=algorithm, out=out, dist=dist, tasks=tasks,
@@ -221,25 +224,31 @@ def load_scorer(cfg: RLConfig, dist: Dist):
 
 def load_models(cfg: RLConfig, update: Update, model_path: str, checkpoint: Path | None, dist: Dist):
     """The policy (from the checkpoint when resuming; LoRA and gradient checkpointing applied), in training mode, and
-    the frozen reference (always the starting model) when the update needs one; both on this rank's device."""
+    the frozen reference (always the starting model) when the update needs one; both on this rank's device, and
+    sharded with ``--shard fsdp`` (before the optimizer is built on them)."""
     policy = load_policy(str(checkpoint / "policy") if checkpoint and cfg.lora_rank == 0 else model_path)
-    reference = frozen_copy(load_policy(model_path)).to(dist.device) if update.needs_reference else None
-    policy = prepare_policy(policy, cfg.lora_rank, cfg.lora_alpha, cfg.gradient_checkpointing).to(dist.device)
+    reference = dist.shard_model(frozen_copy(load_policy(model_path))) if update.needs_reference else None
+    policy = prepare_policy(policy, cfg.lora_rank, cfg.lora_alpha, cfg.gradient_checkpointing)
     if checkpoint and cfg.lora_rank > 0:
         from peft import set_peft_model_state_dict
         from safetensors.torch import load_file
 
         set_peft_model_state_dict(policy, load_file(checkpoint / "policy" / "adapter_model.safetensors"))
+    policy = dist.shard_model(policy)
     policy.train()
     return policy, reference
 
 
-def restore(checkpoint: Path | None, optimizer, scheduler, update: Update, levels: int, dist: Dist) -> TrainState:
+def restore(checkpoint: Path | None, policy, optimizer, scheduler, update: Update, levels: int, dist: Dist) -> TrainState:
     """A new run's state, or the checkpoint's with the optimizer, scheduler, random generators and the update's own
-    state restored."""
+    state restored (a sharded run's checkpoint: the weights and AdamW's shards too, resharded to this run's ranks)."""
     if checkpoint is None:
         return TrainState(cursors=[0] * levels)
-    state = TrainState.from_json(load_training_state(checkpoint, optimizer, scheduler))
+    if (checkpoint / "sharded").is_dir():
+        blob = load_sharded_training_state(checkpoint, policy, optimizer, scheduler)
+    else:
+        blob = load_training_state(checkpoint, optimizer, scheduler)
+    state = TrainState.from_json(blob)
     update.load(checkpoint)
     dist.print(f"resuming from {checkpoint} (step {state.step})")
     return state

@@ -1,0 +1,108 @@
+"""The pre-flight memory plan (reasoning_rl/memory_plan.py, scripts/plan.py): parameter counts from config.json
+against real models, what sharding divides, the suggested change, and the script itself."""
+
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from reasoning_rl.memory_plan import PUBLISHED, ModelShape, Setting, fits, kv_cache_needed, over_budget, plan, suggest
+
+ROOT = Path(__file__).resolve().parent.parent
+QWEN_LIKE = dict(vocab_size=1000, hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
+                 num_key_value_heads=2, tie_word_embeddings=False, model_type="qwen2")
+
+
+def real_count(config: dict, lora_rank: int = 0) -> int:
+    """Parameters (or LoRA's trainable ones) of the transformers model built from ``config``."""
+    import transformers
+
+    cls = transformers.Qwen2ForCausalLM if config.get("model_type") == "qwen2" else transformers.LlamaForCausalLM
+    conf = (transformers.Qwen2Config if cls is transformers.Qwen2ForCausalLM else transformers.LlamaConfig)(**config)
+    model = cls(conf)
+    if lora_rank:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=lora_rank, target_modules="all-linear", task_type="CAUSAL_LM"))
+        return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("config", [QWEN_LIKE, {**QWEN_LIKE, "model_type": "llama", "tie_word_embeddings": True}])
+def test_parameter_counts_match_the_models_transformers_builds(config):
+    shape = ModelShape.from_config(config)
+    assert shape.parameters == real_count(config)
+    assert shape.lora_parameters(4) == real_count(config, lora_rank=4)
+
+
+def test_the_embedded_models_count_matches_its_weights(tiny_model):
+    import json
+
+    from reasoning_rl.models import load_policy
+
+    config = json.loads((tiny_model / "config.json").read_text())
+    assert ModelShape.from_config(config).parameters == sum(p.numel() for p in load_policy(str(tiny_model)).parameters())
+
+
+def test_published_qwen_configs_give_the_published_sizes():
+    sizes = {name: ModelShape.from_config(c).parameters / 1e9 for name, c in PUBLISHED.items()}
+    assert [round(v, 2) for v in sizes.values()] == [0.49, 1.54, 7.62, 32.76]  # Qwen2.5's model cards
+
+
+def test_fsdp_divides_the_training_state_and_ddp_adds_its_buckets():
+    shape = ModelShape.from_config(PUBLISHED["Qwen/Qwen2.5-7B-Instruct"])
+    one = plan(shape, Setting(processes=1, beta=0.04))
+    ddp = plan(shape, Setting(processes=8, beta=0.04))
+    fsdp = plan(shape, Setting(processes=8, beta=0.04, shard="fsdp"))
+    for part in ("weights", "gradients", "AdamW moments", "reference"):
+        assert fsdp[part] == pytest.approx(one[part] / 8) and ddp[part] == one[part]
+    assert ddp["DDP gradient buckets"] == one["gradients"] and fsdp["DDP gradient buckets"] == 0
+    assert 0 < fsdp["gathered for compute (FSDP)"] < one["weights"]
+    hsdp = plan(shape, Setting(processes=16, processes_per_machine=8, beta=0.04, shard="hsdp"))
+    assert hsdp["weights"] == pytest.approx(one["weights"] / 8)  # sharded within a machine, replicated across
+
+
+def test_a_7b_model_needs_sharding_on_8_gpus_and_the_suggestion_fits():
+    shape = ModelShape.from_config(PUBLISHED["Qwen/Qwen2.5-7B-Instruct"])
+    ddp = Setting(processes=8, beta=0.04)
+    assert not fits(shape, ddp)
+    change = suggest(shape, ddp)
+    assert change == "--shard fsdp" and fits(shape, replace(ddp, shard="fsdp"))
+    assert suggest(shape, Setting(processes=1, device_gib=1.0)) is None  # the engine alone needs more than 1 GiB
+
+
+def test_gradient_checkpointing_and_lora_shrink_what_they_should():
+    shape = ModelShape.from_config(PUBLISHED["Qwen/Qwen2.5-1.5B-Instruct"])
+    base = plan(shape, Setting())
+    assert plan(shape, Setting(gradient_checkpointing=True))["activations"] < base["activations"] / 4
+    lora = plan(shape, Setting(lora_rank=16))
+    assert lora["weights"] == base["weights"] and lora["AdamW moments"] < base["AdamW moments"] / 50
+    assert kv_cache_needed(shape, Setting(processes=2)) == pytest.approx(kv_cache_needed(shape, Setting()) / 2)
+
+
+def test_plan_script_prints_the_table_in_seconds_without_loading_weights():
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "plan.py"), "--model", "smollm2-135m-instruct",
+                           "--processes", "8", "--device-memory-gib", "80"], capture_output=True, text=True, timeout=120,
+                          env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    assert time.perf_counter() - start < 30 and "safetensors" not in done.stdout
+    for row in ("weights", "gradients", "AdamW moments", "engine KV cache", "activations", "logits", "total", "fits"):
+        assert row in done.stdout
+    over = subprocess.run([sys.executable, str(ROOT / "scripts" / "plan.py"), "--model", "Qwen/Qwen2.5-32B-Instruct",
+                           "--processes", "8", "--device-memory-gib", "80"], capture_output=True, text=True, timeout=120,
+                          env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    assert over.returncode == 0 and "does not fit" in over.stdout  # a 32B model: 16 GPUs, and an engine over 4 of them
+    assert "add --shard fsdp --gradient-checkpointing --vllm-tensor-parallel-size 4 on 16 processes" in over.stdout
+
+
+def test_a_setting_that_cannot_fit_gets_one_line_naming_the_change():
+    """What the trainers' pre-flight prints (a warning on the CPU) or raises (on a GPU)."""
+    seven = ModelShape.from_config(PUBLISHED["Qwen/Qwen2.5-7B-Instruct"])
+    message = over_budget(seven, Setting(processes=8, beta=0.04))
+    assert message.startswith("this setting needs about 213.8 GiB per rank and the gpu has 80 GiB")
+    assert message.endswith("add --shard fsdp") and "\n" not in message
+    assert over_budget(seven, Setting(processes=8, beta=0.04, shard="fsdp")) is None

@@ -103,7 +103,7 @@ class Setting:
     lora_rank: int = 0
     beta: float = 0.0
     algorithm: str = "grpo"
-    micro_batch: int = 16
+    micro_batch_size: int = 16
     max_new_tokens: int = 64
     prompt_tokens: int = 128
     prompts_per_step: int = 8
@@ -112,6 +112,17 @@ class Setting:
     vllm_tensor_parallel_size: int = 1
     gradient_checkpointing: bool = False
     bf16: bool = True  # the trainer's autocast (where the device computes bf16 natively)
+
+    @classmethod
+    def of(cls, options, processes: int, device: str, device_gib: float, per_machine: int = 0, prompt_tokens: int = 128,
+           algorithm: str = "grpo", bf16: bool = True) -> "Setting":
+        """The setting of ``options``: any object with the trainers' option names (a training config, a saved
+        config.json as a namespace, scripts/plan.py's options)."""
+        same = ("shard", "shard_group_size", "lora_rank", "micro_batch_size", "max_new_tokens", "prompts_per_step",
+                "group_size", "vllm_memory_fraction", "vllm_tensor_parallel_size", "gradient_checkpointing")
+        return cls(processes=processes, device_gib=device_gib, device=device, processes_per_machine=per_machine,
+                   beta=getattr(options, "beta", 0.0), algorithm=algorithm, prompt_tokens=prompt_tokens, bf16=bf16,
+                   **{name: getattr(options, name) for name in same})
 
     @property
     def per_machine(self) -> int:
@@ -136,14 +147,14 @@ def plan(shape: ModelShape, s: Setting) -> dict[str, float]:
     rows["reference"] = 4 * P / S if needs_reference else 0
     rows["critic (PPO)"] = 16 * P / S + (4 * P if s.shard == "ddp" and s.processes > 1 else 0) if s.algorithm == "ppo" else 0
     rows["engine weights"], rows["engine KV cache"] = engine_bytes(shape, s)
-    tokens = s.micro_batch * (s.prompt_tokens + s.max_new_tokens)
+    tokens = s.micro_batch_size * (s.prompt_tokens + s.max_new_tokens)
     width = 1 if s.bf16 else 2
     per_token_layer = width * (22 * shape.hidden + 10 * shape.intermediate)
     if s.gradient_checkpointing:
         rows["activations"] = tokens * (shape.layers * 4 * shape.hidden + per_token_layer)
     else:
         rows["activations"] = tokens * shape.layers * per_token_layer
-    rows["logits"] = 2 * 2 * width * s.micro_batch * s.max_new_tokens * shape.vocab
+    rows["logits"] = 2 * 2 * width * s.micro_batch_size * s.max_new_tokens * shape.vocab
     rows["runtime"] = RUNTIME_GIB[s.device] * GIB
     return rows
 
@@ -184,7 +195,7 @@ def engine_parallel(shape: ModelShape, s: Setting) -> Setting:
 
 CHANGES = [  # (the flag a user would change, how the setting changes), cheapest first
     ("--gradient-checkpointing", lambda s: replace(s, gradient_checkpointing=True)),
-    ("--micro-batch-size 4", lambda s: replace(s, micro_batch=min(s.micro_batch, 4))),
+    ("--micro-batch-size 4", lambda s: replace(s, micro_batch_size=min(s.micro_batch_size, 4))),
     ("--shard fsdp", lambda s: replace(s, shard="fsdp") if s.processes > 1 else s),
     ("--vllm-memory-fraction 0.15", lambda s: replace(s, vllm_memory_fraction=min(s.vllm_memory_fraction, 0.15))),
     ("--lora-rank 64", lambda s: replace(s, lora_rank=64) if not s.lora_rank else s),
@@ -278,10 +289,8 @@ def run_setting(cfg, dist, algorithm: str) -> Setting:
 
     gpu = dist.device.type == "cuda"
     gib = (torch.cuda.get_device_properties(dist.device).total_memory if gpu else psutil.virtual_memory().total) / GIB
-    return Setting(dist.world, gib, "gpu" if gpu else "cpu", dist.local_world, cfg.shard, cfg.shard_group_size,
-                   cfg.lora_rank, getattr(cfg, "beta", 0.0), algorithm, cfg.micro_batch_size, cfg.max_new_tokens, 128,
-                   cfg.prompts_per_step, cfg.group_size, cfg.vllm_memory_fraction, cfg.vllm_tensor_parallel_size,
-                   cfg.gradient_checkpointing, cfg.autocast and native_bf16(dist.device.type))
+    return Setting.of(cfg, dist.world, "gpu" if gpu else "cpu", gib, dist.local_world, algorithm=algorithm,
+                      bf16=cfg.autocast and native_bf16(dist.device.type))
 
 
 def over_budget(shape: ModelShape, s: Setting) -> str | None:

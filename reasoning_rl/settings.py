@@ -90,6 +90,6 @@ def check_processes(cfg: RLConfig, dist: Dist) -> None:
                         f"multiple of {dist.world}, so that every rank samples the same number of groups")
     kind = str(getattr(dist.accelerator, "distributed_type", ""))
     if "FSDP" in kind or "DEEPSPEED" in kind:
-        raise UserError(f"accelerate is configured for {kind.split('.')[-1]}, which this trainer does not support yet: "
-                        "it trains with DDP (every rank holds the whole model); run `accelerate config` and choose "
-                        "multi-GPU without FSDP or DeepSpeed, or launch with torchrun")
+        raise UserError(f"accelerate is configured for {kind.split('.')[-1]}, which this trainer does not use: it shards "
+                        "with its own --shard fsdp (FSDP2 on the launcher's ranks); run `accelerate config` and choose "
+                        "multi-GPU without FSDP or DeepSpeed (or launch with torchrun), and add --shard fsdp")

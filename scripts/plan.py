@@ -4,6 +4,7 @@
     python scripts/plan.py --model Qwen/Qwen2.5-7B-Instruct --processes 8 --device-memory-gib 80 --shard fsdp
     python scripts/plan.py --model Qwen/Qwen2.5-1.5B-Instruct --processes 2 --device cpu --beta 0.04
     python scripts/plan.py --compare runs/plan/grpo_1proc runs/plan/grpo_fsdp2 --output docs/results_plan.json
+    python scripts/plan.py --grid smollm2-135m-instruct Qwen/Qwen2.5-7B-Instruct --grid-processes 1 8 16 --beta 0.04
 
 Prints one table per rank: the training state (weights, gradients, AdamW's moments, DDP's buckets or what FSDP
 gathers), the reference, PPO's critic, the engine's weights and KV cache, the activations and logits of one
@@ -11,7 +12,8 @@ micro-batch, the runtime, and the total against the device; then whether it fits
 that makes it fit. How each row is estimated: reasoning_rl/memory_plan.py. The trainers run the same plan at start.
 
 ``--compare`` reads finished training runs (their config.json and results.json) and prints the plan of each
-beside the peak memory it measured (on the CPU the plan of this machine's RAM).
+beside the peak memory it measured (on the CPU the plan of this machine's RAM). ``--grid`` prints a Markdown table
+of models x process counts, DDP and FSDP, with the other options as given.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 from reasoning_rl.cli import check_options, run
 from reasoning_rl.memory_plan import GIB, Setting, plan, read_shape, table
@@ -70,16 +73,18 @@ class Config:
     """Finished run folders: the plan of each beside its measured peak memory per rank."""
     output: str | None = None
     """With --compare: write the comparison as JSON here."""
+    grid: list[str] = field(default_factory=list)
+    """Models: a Markdown table of GiB per rank with DDP and with FSDP for each of --grid-processes."""
+    grid_processes: list[int] = field(default_factory=lambda: [1, 8, 16])
+    """Process counts (devices) of --grid's columns."""
 
 
 def setting(cfg: Config) -> Setting:
     import psutil
 
     gib = cfg.device_memory_gib or (psutil.virtual_memory().total / GIB if cfg.device == "cpu" else 80.0)
-    return Setting(cfg.processes, gib, cfg.device, cfg.processes_per_machine, cfg.shard, cfg.shard_group_size, cfg.lora_rank,
-                   cfg.beta, cfg.algorithm, cfg.micro_batch_size, cfg.max_new_tokens, cfg.prompt_tokens,
-                   cfg.prompts_per_step, cfg.group_size, cfg.vllm_memory_fraction, cfg.vllm_tensor_parallel_size,
-                   cfg.gradient_checkpointing, cfg.bf16)
+    return Setting.of(cfg, cfg.processes, cfg.device, gib, cfg.processes_per_machine, cfg.prompt_tokens, cfg.algorithm,
+                      cfg.bf16)
 
 
 def compare(folders: list[str], output: str | None) -> list[dict]:
@@ -93,11 +98,9 @@ def compare(folders: list[str], output: str | None) -> list[dict]:
         if not (folder / "results.json").exists():
             raise UserError(f"{folder}: no results.json (a finished training run is needed)")
         saved, results = json.loads((folder / "config.json").read_text()), json.loads((folder / "results.json").read_text())
-        s = Setting(saved["processes"], psutil.virtual_memory().total / GIB, "cpu", 0, saved.get("shard", "ddp"),
-                    saved.get("shard_group_size", 0), saved["lora_rank"], saved.get("beta", 0.0), saved["algorithm"],
-                    saved["micro_batch_size"], saved["max_new_tokens"], 128, saved["prompts_per_step"],
-                    saved["group_size"], saved["vllm_memory_fraction"], saved["vllm_tensor_parallel_size"],
-                    saved["gradient_checkpointing"], saved["autocast"] and native_bf16())
+        options = SimpleNamespace(**{"shard": "ddp", "shard_group_size": 0, **saved})  # runs from before --shard
+        s = Setting.of(options, saved["processes"], "cpu", psutil.virtual_memory().total / GIB, algorithm=saved["algorithm"],
+                       bf16=saved["autocast"] and native_bf16())
         predicted = sum(plan(read_shape(saved["model"])[0], s).values()) / GIB
         measured = max(results["peak_memory_gib_per_rank"])
         rows.append({"run": str(folder), "algorithm": saved["algorithm"], "processes": s.processes, "shard": s.shard,
@@ -110,9 +113,36 @@ def compare(folders: list[str], output: str | None) -> list[dict]:
     return rows
 
 
+def grid(cfg: Config) -> str:
+    """A Markdown table: per model, GiB per rank on each process count with DDP and with FSDP (a cross where it does
+    not fit), and the smallest change that makes DDP on the largest count fit."""
+    from dataclasses import replace
+
+    from reasoning_rl.memory_plan import fits, suggest
+
+    counts, largest = cfg.grid_processes, max(cfg.grid_processes)
+    head = " | ".join(f"{n} device" if n == 1 else f"{n} devices, DDP | {n} devices, FSDP" for n in counts)
+    lines = [f"| model | parameters | {head} | to fit on {largest} devices |",
+             "|---|---|" + "".join("---|" if n == 1 else "---|---|" for n in counts) + "---|"]
+    for model in cfg.grid:
+        shape, _ = read_shape(model)
+        cells = []
+        for n in counts:
+            for shard in ("ddp",) if n == 1 else ("ddp", "fsdp"):
+                s = replace(setting(cfg), processes=n, shard=shard)
+                cells.append(f"{sum(plan(shape, s).values()) / GIB:.1f}" + ("" if fits(shape, s) else " ✗"))
+        ddp = replace(setting(cfg), processes=largest, shard="ddp")
+        change = "fits" if fits(shape, ddp) else suggest(shape, ddp) or "no setting found"
+        lines.append(f"| {model} | {shape.parameters / 1e9:.2f} B | " + " | ".join(cells) + f" | {change} |")
+    return "\n".join(lines)
+
+
 def main(cfg: Config) -> None:
     if cfg.compare:
         compare(cfg.compare, cfg.output)
+        return
+    if cfg.grid:
+        print(grid(cfg))
         return
     check_options(cfg, {"device": ("gpu", "cpu"), "shard": SHARD_KINDS, "algorithm": ("grpo", "dpo", "ppo")})
     shape, source = read_shape(cfg.model)

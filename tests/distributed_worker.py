@@ -4,6 +4,7 @@
     python tests/distributed_worker.py step MODEL OUT                         # 1 rank x 8 groups
     torchrun --nproc-per-node 2 tests/distributed_worker.py engine MODEL OUT  # one engine, tensor-parallel over 2
     torchrun --nproc-per-node 2 tests/distributed_worker.py step_fsdp MODEL OUT       # 2 FSDP2 ranks x 4 groups
+    torchrun --nproc-per-node 2 tests/distributed_worker.py step_hsdp MODEL OUT       # hybrid: 2 replicas of 1 shard
     torchrun --nproc-per-node 2 tests/distributed_worker.py engine_fsdp MODEL OUT     # an engine per rank, sharded sync
     torchrun --nproc-per-node 2 tests/distributed_worker.py train ARGS...     # scripts/train_grpo.py ARGS
     torchrun --nproc-per-node 2 tests/distributed_worker.py train_dpo ARGS... # scripts/train_dpo.py ARGS (online)
@@ -59,7 +60,7 @@ CASES = {
 
 
 def main(model: str, out: Path, shard: str = "ddp") -> None:
-    dist = Dist.start(shard)
+    dist = Dist.start(shard, shard_group=1 if shard == "hsdp" else 0)  # hsdp: shards of 1 rank, replicated over 2
     torch.set_num_threads(1)
     tokenizer = load_tokenizer(model)
     rollouts = with_engine_logprobs(batch(REWARDS, seed=3), model)  # the same engine log-probs on every rank
@@ -133,8 +134,8 @@ def distinct_chars(completion: str, answer: str) -> float:
 
 
 if __name__ == "__main__":
-    if sys.argv[1] in ("step", "step_fsdp"):
-        main(sys.argv[2], Path(sys.argv[3]), "fsdp" if sys.argv[1] == "step_fsdp" else "ddp")
+    if sys.argv[1] in ("step", "step_fsdp", "step_hsdp"):
+        main(sys.argv[2], Path(sys.argv[3]), sys.argv[1].removeprefix("step_") if "_" in sys.argv[1] else "ddp")
     elif sys.argv[1] in ("engine", "engine_fsdp"):
         engine(sys.argv[2], Path(sys.argv[3]), "fsdp" if sys.argv[1] == "engine_fsdp" else "ddp")
     else:

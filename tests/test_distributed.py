@@ -48,11 +48,12 @@ def steps_logged(out: Path) -> list[int]:
 
 @pytest.fixture(scope="module")
 def step_folders(tiny_model, tmp_path_factory) -> dict[str, Path]:
-    """One step on the same 8 groups: on 1 rank, on 2 DDP ranks, on 2 FSDP2 ranks (``distributed_worker.py step``)."""
-    folders = {name: tmp_path_factory.mktemp(name) for name in ("one", "ddp", "fsdp")}
+    """One step on the same 8 groups: on 1 rank, on 2 DDP ranks, on 2 FSDP2 ranks, and on a 2 x 1 hybrid mesh (2
+    replicas of 1-rank shards: ``--shard hsdp`` as on 2 machines of 1 device) (``distributed_worker.py step``)."""
+    folders = {name: tmp_path_factory.mktemp(name) for name in ("one", "ddp", "fsdp", "hsdp")}
     run([sys.executable, WORKER, "step", str(tiny_model), str(folders["one"])])
-    run(torchrun(2, WORKER, "step", str(tiny_model), str(folders["ddp"])))
-    run(torchrun(2, WORKER, "step_fsdp", str(tiny_model), str(folders["fsdp"])))
+    for ranks in ("ddp", "fsdp", "hsdp"):
+        run(torchrun(2, WORKER, "step" if ranks == "ddp" else f"step_{ranks}", str(tiny_model), str(folders[ranks])))
     return folders
 
 
@@ -107,6 +108,17 @@ def test_fsdp_on_two_ranks_takes_the_step_of_one_plain_rank(step_folders, tiny_m
     difference = max((single[k] - rank0[k]).abs().max().item() for k in single)
     moved = moved_by_the_step(single, load_file(tiny_model / "model.safetensors"))
     assert difference < 1e-5 and difference < moved / 1000 and moved > 1e-4
+
+
+@pytest.mark.parametrize("case", ["sequence_mean", "token_mean", "ppo", "lora"])
+def test_hybrid_sharding_replicates_across_groups_and_takes_the_same_step(step_folders, case):
+    """--shard hsdp on a 2-D mesh (replicate x shard) of 2 x 1: the all-reduce across replicas runs inside FSDP2, and
+    the step is the plain one."""
+    single, (rank0, rank1) = weights_after_one_step(step_folders, "hsdp")[case]
+    assert all(torch.equal(rank0[k], rank1[k]) for k in rank0)
+    assert max((single[k] - rank0[k]).abs().max().item() for k in single) < 1e-5
+    memory = json.loads((step_folders["hsdp"] / "memory_rank0.json").read_text())
+    assert memory["parameters"] == memory["parameters_full"]  # shard groups of one rank hold everything
 
 
 def test_fsdp_ranks_hold_half_of_the_weights_and_of_adamw(step_folders):

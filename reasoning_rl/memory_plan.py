@@ -244,7 +244,10 @@ def read_shape(model: str) -> tuple[ModelShape, str]:
         return ModelShape.from_config(json.loads((folder / "config.json").read_text())), str(folder / "config.json")
     import huggingface_hub
 
-    cached = huggingface_hub.try_to_load_from_cache(model, "config.json")
+    try:
+        cached = huggingface_hub.try_to_load_from_cache(model, "config.json")
+    except Exception:  # not a Hub name either (a folder that does not exist)
+        raise UserError(f"model {model}: not a folder with a config.json, nor a Hugging Face Hub name") from None
     if isinstance(cached, str):
         return ModelShape.from_config(json.loads(Path(cached).read_text())), cached
     if model in PUBLISHED:

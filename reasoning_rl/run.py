@@ -104,8 +104,8 @@ def start_run(cfg: RLConfig, update: Update, algorithm: str) -> Run:
     untrained policy."""
     dist = Dist.start(cfg.shard, cfg.shard_group_size)
     check_settings(cfg, update, algorithm, dist)
-    preflight(cfg, dist, algorithm)  # the memory plan: refused on a GPU if it cannot fit, a warning on the CPU
     out = claim_on_ranks(dist, lambda: claim_run_folder(cfg))
+    preflight(cfg, dist, algorithm)  # the memory plan: refused on a GPU if it cannot fit, a warning on the CPU
     tasks, pools, heldout, reward_weights = load_data(cfg)
     model_path = resolve_model(cfg.model)
     checkpoint = find_checkpoint(out, cfg, dist)

@@ -89,16 +89,23 @@ def main(model: str, out: Path, shard: str = "ddp") -> None:
 
 
 def memory(model: str, out: Path, dist: Dist) -> None:
-    """The bytes of the policy's parameters and of AdamW's state (after one step) that this rank holds."""
+    """The bytes of the policy's parameters and of AdamW's state that this rank holds, after two steps of the
+    trainer's AdamW (fused) on the same seeded gradients, and the weights those steps give (``adamw_rank<r>.pt``)."""
     import json
+
+    from torch.distributed.tensor import DTensor, distribute_tensor
 
     from reasoning_rl.optim import make_optimizer
 
     policy = dist.shard_model(load_policy(model))
-    optimizer, _ = make_optimizer(policy, 1e-3, 0.0, 0)
-    for p in policy.parameters():
-        p.grad = torch.ones_like(p)
-    optimizer.step()
+    optimizer, _ = make_optimizer(policy, 1e-2, 0.1, 0)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(2):
+        for p in policy.parameters():
+            grad = torch.randn(p.shape, generator=generator)  # the whole gradient, the same on every rank
+            p.grad = distribute_tensor(grad, p.device_mesh, p.placements) if isinstance(p, DTensor) else grad
+        optimizer.step()
+    torch.save({k: v.cpu() for k, v in full_items(policy.state_dict())}, out / f"adamw_rank{dist.rank}.pt")
     moments = [t for state in optimizer.state.values() for t in state.values() if torch.is_tensor(t) and t.ndim]
     (out / f"memory_rank{dist.rank}.json").write_text(json.dumps({
         "parameters": local_bytes(policy.parameters()), "adamw": local_bytes(moments),

@@ -41,6 +41,20 @@ def run(command: list[str], timeout: float = 600) -> subprocess.CompletedProcess
     return done
 
 
+def kill_group(process: subprocess.Popen, timeout: float = 60) -> None:
+    """SIGKILL the launcher and its ranks (one process group), and wait until every one of them is gone: a rank
+    still exiting holds the output folder's lock a moment longer than the launcher."""
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+
+
 def steps_logged(out: Path) -> list[int]:
     path = out / "metrics.jsonl"
     return [json.loads(line)["step"] for line in path.read_text().splitlines()] if path.exists() else []
@@ -133,6 +147,18 @@ def test_fsdp_ranks_hold_half_of_the_weights_and_of_adamw(step_folders):
     assert sum(r["parameters"] for r in ranks) == one["parameters"]
 
 
+def test_adamw_on_shards_takes_the_plain_adamw_steps(step_folders, tiny_model):
+    """The trainer's fused AdamW on FSDP2 shards: two steps on the same gradients give the weights of one process."""
+    from safetensors.torch import load_file
+
+    single = torch.load(step_folders["one"] / "adamw_rank0.pt")
+    start = load_file(tiny_model / "model.safetensors")
+    for rank in (0, 1):
+        sharded = torch.load(step_folders["fsdp"] / f"adamw_rank{rank}.pt")
+        assert max((single[k] - sharded[k]).abs().max().item() for k in single) < 1e-6
+    assert min((single[k] - start[k]).abs().max().item() for k in start) > 1e-3  # every tensor moved
+
+
 def test_tool_output_changes_the_step(one_step_weights):
     """The masked tool tokens are left out of the loss: the step differs from the one that trains on them."""
     for with_tools, without in (("tool_output_ppo", "ppo"), ("tool_output", "token_tis")):
@@ -195,8 +221,7 @@ def test_a_sharded_run_killed_while_saving_resumes_from_the_checkpoint_before(ti
     while time.time() < deadline and not saving and process.poll() is None:
         saving = list((tmp_path / "checkpoints").glob(".step_000003-*"))
         time.sleep(0.002)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    kill_group(process)
     assert saving, "the run was not caught while writing its third checkpoint: " + process.stderr.read()[-2000:]
     assert latest_checkpoint(tmp_path).name == "step_000002"
     run(command + ["--resume"])
@@ -234,8 +259,7 @@ def test_killed_two_rank_run_resumes_on_two_ranks(tiny_model, tmp_path):
     deadline = time.time() + 300
     while time.time() < deadline and not (tmp_path / "checkpoints" / "step_000003").exists() and process.poll() is None:
         time.sleep(0.2)
-    os.killpg(process.pid, signal.SIGKILL)  # the launcher and both ranks, at once
-    process.wait()
+    kill_group(process)  # the launcher and both ranks, at once
     assert 3 <= len(steps_logged(tmp_path)) < 6, process.stderr.read()[-3000:]
     run(command + ["--resume"])
     assert steps_logged(tmp_path) == [1, 2, 3, 4, 5, 6]

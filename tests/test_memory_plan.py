@@ -106,3 +106,9 @@ def test_a_setting_that_cannot_fit_gets_one_line_naming_the_change():
     assert message.startswith("this setting needs about 213.8 GiB per rank and the gpu has 80 GiB")
     assert message.endswith("add --shard fsdp") and "\n" not in message
     assert over_budget(seven, Setting(processes=8, beta=0.04, shard="fsdp")) is None
+
+
+def test_a_model_that_is_neither_a_folder_nor_a_hub_name_is_one_line():
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "plan.py"), "--model", "/no/such/model"],
+                          capture_output=True, text=True, timeout=120, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 2 and done.stderr.strip().count("\n") == 0 and "/no/such/model" in done.stderr

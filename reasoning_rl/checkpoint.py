@@ -59,33 +59,45 @@ def save_checkpoint(output_dir: Path, step: int, policy, tokenizer, optimizer, s
     ``optimizer_state="newest"`` removes ``training_state.pt`` (AdamW's two moments: twice the size of
     float32 weights) from the older kept checkpoints, which stay loadable as models; ``"none"`` from all of them.
     """
-    root = Path(output_dir) / "checkpoints"
-    root.mkdir(parents=True, exist_ok=True)
-    for stale in root.glob(".step_*"):  # left by a run killed while saving
-        shutil.rmtree(stale, ignore_errors=True)
+    root = checkpoint_root(output_dir)
     final = root / f"step_{step:06d}"
     with atomic_folder(final) as tmp:
         policy.save_pretrained(tmp / "policy")
         tokenizer.save_pretrained(tmp / "policy")
-        torch.save(
-            {
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "torch_rng": torch.get_rng_state(),
-                "python_rng": random.getstate(),
-            },
-            tmp / "training_state.pt",
-        )
         if extra is not None:
             extra(tmp)
-        (tmp / "trainer_state.json").write_text(json.dumps({**state, "step": step}, indent=2))
+        write_training_state(tmp, step, state, scheduler, optimizer)
+    retain(root, keep, optimizer_state)
+    return final
+
+
+def checkpoint_root(output_dir: Path) -> Path:
+    """``output_dir/checkpoints``, made if need be, without the temporary folders a run killed while saving left."""
+    root = Path(output_dir) / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    for stale in root.glob(".step_*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    return root
+
+
+def write_training_state(folder: Path, step: int, state: dict, scheduler, optimizer=None) -> None:
+    """``training_state.pt`` (the optimizer unless a sharded run keeps it apart, the scheduler, the random generators)
+    and ``trainer_state.json``."""
+    blob = {"scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(), "python_rng": random.getstate()}
+    torch.save({"optimizer": optimizer.state_dict(), **blob} if optimizer is not None else blob, folder / "training_state.pt")
+    (folder / "trainer_state.json").write_text(json.dumps({**state, "step": step}, indent=2))
+
+
+def retain(root: Path, keep: int, optimizer_state: str) -> None:
+    """Keep the newest ``keep`` checkpoints; the optimizer's state (``training_state.pt``, and a sharded run's
+    ``sharded/optimizer``) only in the newest (``newest``) or in none (``none``: models only, nothing to resume)."""
     kept = sorted(root.glob("step_*"))
     for old in kept[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
-    if optimizer_state in ("newest", "none"):  # none: models only, nothing to resume from
+    if optimizer_state in ("newest", "none"):
         for old in kept[-keep:] if optimizer_state == "none" else kept[-keep:-1]:
+            shutil.rmtree(old / "sharded" / "optimizer", ignore_errors=True)
             (old / "training_state.pt").unlink(missing_ok=True)
-    return final
 
 
 def latest_checkpoint(output_dir: Path) -> Path | None:
@@ -97,7 +109,8 @@ def latest_checkpoint(output_dir: Path) -> Path | None:
 def load_training_state(checkpoint: Path, optimizer, scheduler) -> dict:
     """Restore optimizer, scheduler and RNG states; returns the trainer_state.json dict."""
     blob = torch.load(checkpoint / "training_state.pt", weights_only=False)
-    optimizer.load_state_dict(blob["optimizer"])
+    if "optimizer" in blob:  # a sharded run's is in sharded/optimizer (sharded_checkpoint.load_state)
+        optimizer.load_state_dict(blob["optimizer"])
     scheduler.load_state_dict(blob["scheduler"])
     torch.set_rng_state(blob["torch_rng"])
     random.setstate(blob["python_rng"])

@@ -30,7 +30,7 @@ from reasoning_rl.rollout import Rollouts
 from reasoning_rl.rollout_buffer import RolloutBuffer
 from reasoning_rl.selection import PromptRecord
 from reasoning_rl.settings import check_settings
-from reasoning_rl.sharded_checkpoint import load_sharded_training_state
+from reasoning_rl.sharded_checkpoint import load_state
 from reasoning_rl.state import TrainState
 from reasoning_rl.tasks import PromptStream, load_task
 from reasoning_rl.tool_use import make_tool, with_tools
@@ -244,11 +244,9 @@ def restore(checkpoint: Path | None, policy, optimizer, scheduler, update: Updat
     state restored (a sharded run's checkpoint: the weights and AdamW's shards too, resharded to this run's ranks)."""
     if checkpoint is None:
         return TrainState(cursors=[0] * levels)
-    if (checkpoint / "sharded").is_dir():
-        blob = load_sharded_training_state(checkpoint, policy, optimizer, scheduler)
-    else:
-        blob = load_training_state(checkpoint, optimizer, scheduler)
-    state = TrainState.from_json(blob)
+    if (checkpoint / "sharded").is_dir():  # a sharded run: weights and AdamW's moments, resharded to these ranks
+        load_state(checkpoint / "sharded", policy, optimizer)
+    state = TrainState.from_json(load_training_state(checkpoint, optimizer, scheduler))
     update.load(checkpoint)
     dist.print(f"resuming from {checkpoint} (step {state.step})")
     return state

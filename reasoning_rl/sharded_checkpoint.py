@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 import tempfile
 import warnings
@@ -27,6 +26,7 @@ from typing import Callable
 
 import torch
 
+from reasoning_rl.checkpoint import checkpoint_root, retain, write_training_state
 from runtime.distributed import Dist
 from runtime.sharding import full_items
 
@@ -42,17 +42,15 @@ def save_sharded_checkpoint(output_dir: Path, step: int, policy, tokenizer, opti
     """Every rank: write the checkpoint of ``step`` (see the module's docstring); ``extra(folder)`` runs on every
     rank. An ``OSError`` on any rank (a full disk) is raised on every rank, the temporary folder removed and the
     previous checkpoints left as they were."""
-    root = Path(output_dir) / "checkpoints"
-    tmp, error = new_folder(root, step, dist), None
+    tmp, error = new_folder(Path(output_dir), step, dist), None
+    root = tmp.parent
     try:
         save_state(tmp / "sharded", policy, optimizer)
         export_pretrained(policy, tokenizer, tmp / "policy", dist)
         if extra is not None:
             extra(tmp)
         if dist.is_main:
-            torch.save({"scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
-                        "python_rng": random.getstate()}, tmp / "training_state.pt")
-            (tmp / "trainer_state.json").write_text(json.dumps({**state, "step": step}, indent=2))
+            write_training_state(tmp, step, state, scheduler)  # AdamW's moments are in sharded/optimizer
     except OSError as failed:
         error = failed
     errors = [e for e in dist.gather(error) if e is not None]
@@ -69,28 +67,6 @@ def save_sharded_checkpoint(output_dir: Path, step: int, policy, tokenizer, opti
     if errors:
         raise errors[0]
     return final
-
-
-def retain(root: Path, keep: int, optimizer_state: str) -> None:
-    """Keep the newest ``keep`` checkpoints; AdamW's shards only in the newest (``newest``) or in none (``none``)."""
-    kept = sorted(root.glob("step_*"))
-    for old in kept[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
-    if optimizer_state in ("newest", "none"):
-        for old in kept[-keep:] if optimizer_state == "none" else kept[-keep:-1]:
-            shutil.rmtree(old / "sharded" / "optimizer", ignore_errors=True)
-            (old / "training_state.pt").unlink(missing_ok=True)
-
-
-def load_sharded_training_state(checkpoint: Path, policy, optimizer, scheduler) -> dict:
-    """Every rank: the weights and AdamW's moments (resharded to this run's ranks), the scheduler and the random
-    generators; returns trainer_state.json."""
-    load_state(checkpoint / "sharded", policy, optimizer)
-    blob = torch.load(checkpoint / "training_state.pt", weights_only=False)
-    scheduler.load_state_dict(blob["scheduler"])
-    torch.set_rng_state(blob["torch_rng"])
-    random.setstate(blob["python_rng"])
-    return json.loads((checkpoint / "trainer_state.json").read_text())
 
 
 def save_state(folder: Path, model: torch.nn.Module, optimizer=None) -> None:
@@ -176,12 +152,10 @@ def _name_parts(folder: Path, files: list[tuple[Path, list[str]]]) -> None:
                                                                      "weight_map": weight_map}, indent=2))
 
 
-def new_folder(root: Path, step: int, dist: Dist) -> Path:
-    """The temporary folder every rank writes the checkpoint of ``step`` into (made by rank 0)."""
+def new_folder(output_dir: Path, step: int, dist: Dist) -> Path:
+    """The temporary folder in ``output_dir/checkpoints`` that every rank writes the checkpoint of ``step`` into
+    (made by rank 0)."""
     name = None
     if dist.is_main:
-        root.mkdir(parents=True, exist_ok=True)
-        for stale in root.glob(".step_*"):  # left by a run killed while saving
-            shutil.rmtree(stale, ignore_errors=True)
-        name = tempfile.mkdtemp(prefix=f".step_{step:06d}-", dir=root)
+        name = tempfile.mkdtemp(prefix=f".step_{step:06d}-", dir=checkpoint_root(output_dir))
     return Path(dist.gather(name)[0])

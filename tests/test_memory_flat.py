@@ -1,0 +1,60 @@
+"""Memory that stays level when every step brings new shapes (issue: long runs).
+
+oneDNN compiles and caches a primitive per input shape; ``runtime`` bounds its two caches. Each case runs in a fresh
+process, because the caches' capacities are read once, at torch's first oneDNN call.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from reasoning_rl.tracking import heap_gib
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# a bf16 Linear layer of the embedded model's MLP width, forward and backward over `lengths` sequence lengths: what
+# the update does with completions of every length; prints the growth of malloc's bytes in use, in MiB
+NEW_SHAPES = """
+import runtime, torch
+from reasoning_rl.tracking import heap_gib
+torch.manual_seed(0)
+layer = torch.nn.Linear(576, 1536)
+def step(length):
+    x = torch.randn(length, 576, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = layer(x)
+    y.float().sum().backward()
+for length in range(1, 9):  # the first calls' one-off allocations
+    step(length)
+start = heap_gib()["memory/heap_in_use_gib"]
+for length in range(9, {lengths}):
+    step(length)
+print((heap_gib()["memory/heap_in_use_gib"] - start) * 1024)
+"""
+
+
+def growth_mib(lengths: int, **environment: str) -> float:
+    env = {k: v for k, v in os.environ.items() if k not in ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY")}
+    result = subprocess.run([sys.executable, "-c", NEW_SHAPES.format(lengths=lengths)], cwd=ROOT, capture_output=True,
+                            text=True, timeout=300, env={**env, **environment})
+    assert result.returncode == 0, result.stderr[-2000:]
+    return float(result.stdout.split()[-1])
+
+
+@pytest.mark.skipif(not heap_gib(), reason="needs glibc's mallinfo2")
+def test_new_shapes_at_every_step_do_not_grow_memory():
+    bounded = growth_mib(250)
+    default = growth_mib(250, ONEDNN_PRIMITIVE_CACHE_CAPACITY="1024", LRU_CACHE_CAPACITY="1024")  # oneDNN's and torch's own
+    assert default > 100, f"the default caches grew only {default:.0f} MiB: the test no longer shows the effect"
+    assert bounded < 30, f"{bounded:.0f} MiB more in use after 241 new shapes (default capacities: {default:.0f} MiB)"
+    assert growth_mib(500) < 30  # level, not slower growth
+
+
+def test_a_capacity_the_user_set_is_kept():
+    code = "import os; os.environ['ONEDNN_PRIMITIVE_CACHE_CAPACITY'] = '7'; import runtime; " \
+           "print(os.environ['ONEDNN_PRIMITIVE_CACHE_CAPACITY'], os.environ['LRU_CACHE_CAPACITY'])"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.stdout.split() == ["7", "32"]

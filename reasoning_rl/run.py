@@ -168,11 +168,13 @@ def own_data(cfg: RLConfig) -> OwnData | None:
 
 
 def run_contents(folder: Path) -> str | None:
-    """What of a training run ``folder`` holds ("checkpoints up to step 24, metrics.jsonl, results.json"), or None."""
+    """What of a training run ``folder`` holds ("checkpoints up to step 24, metrics.jsonl, results.json"), or None;
+    ``model/`` is the reward model's trained model."""
     found = []
     if steps := sorted((folder / "checkpoints").glob("step_*")):
         found.append(f"checkpoints up to step {int(steps[-1].name.removeprefix('step_'))}")
     found += [name for name in ("metrics.jsonl", "results.json") if (folder / name).exists() and (folder / name).stat().st_size]
+    found += ["model/"] if (folder / "model").is_dir() else []
     return ", ".join(found) or None
 
 

@@ -97,7 +97,7 @@ def move_aside(folder: Path) -> Path:
 
 
 def claim(folder: str | Path, holds: Callable[[Path], str | None], *, resume: bool, overwrite: bool,
-          resume_flags: str = "--resume") -> Path:
+          resume_flags: str | None = "--resume") -> Path:
     """Lock ``folder`` for this run; a new run into a folder that ``holds`` another run refuses unless ``overwrite``,
     which moves the old one aside. ``holds(folder)`` says what the folder holds ("checkpoints up to step 24,
     results.json"), or None when it holds nothing of a run. Returns the folder."""
@@ -108,8 +108,9 @@ def claim(folder: str | Path, holds: Callable[[Path], str | None], *, resume: bo
         return folder
     if not overwrite:
         release(folder)
-        raise UserError(f"{folder} holds another run ({held}); add {resume_flags} to continue it, --overwrite to move "
-                        "it aside to a dated folder beside it and start anew, or choose another --output-dir")
+        go_on = f"add {resume_flags} to continue it, " if resume_flags else ""
+        raise UserError(f"{folder} holds another run ({held}); {go_on}--overwrite to move it aside to a dated folder "
+                        "beside it and start anew, or choose another --output-dir")
     aside = move_aside(folder)
     print(f"--overwrite: the run that was in {folder} is now in {aside}", flush=True)
     return folder

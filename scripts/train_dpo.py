@@ -21,7 +21,6 @@ import json
 import math
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import runtime  # noqa: F401  (above torch: it quiets torch's C++ start-up notes, read once when torch loads)
 import torch
@@ -35,10 +34,12 @@ from reasoning_rl.dpo import DPOUpdate
 from reasoning_rl.models import frozen_copy, load_policy, load_tokenizer, prepare_policy, resolve_model
 from reasoning_rl.optim import epoch_order, make_optimizer, seed_everything
 from reasoning_rl.rollout import Rollouts
+from reasoning_rl.run import run_contents
 from reasoning_rl.settings import CHOICES
 from reasoning_rl.tracking import MetricsLogger, format_seconds, peak_memory_gib
 from reasoning_rl.trainer import train
 from runtime.errors import UserError
+from runtime.run_folder import claim
 
 
 @dataclass
@@ -83,8 +84,8 @@ def pairs_as_rollouts(pairs, tokenizer, max_prompt_tokens: int, max_response_tok
 
 
 def train_offline(cfg: Config) -> dict:
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = claim(cfg.output_dir, run_contents, resume=False, overwrite=cfg.overwrite,
+                resume_flags=None)  # one run per folder, as online
     seed_everything(cfg.seed)
     start = time.perf_counter()
     pairs = load_preference_pairs(None if cfg.pairs == "hh-rlhf" else cfg.pairs, cfg.pairs_split)

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import runtime  # noqa: F401  (above torch: it quiets torch's C++ start-up notes, read once when torch loads)
 import torch
 from tqdm.auto import tqdm
 
@@ -31,8 +32,10 @@ from reasoning_rl.losses import bradley_terry_loss
 from reasoning_rl.models import load_tokenizer, resolve_model
 from reasoning_rl.optim import clip_and_step, epoch_order, make_optimizer, seed_everything
 from reasoning_rl.reward_model import encode, freeze_lower_layers, load_reward_model, score_ids
+from reasoning_rl.run import run_contents
 from reasoning_rl.tracking import MetricsLogger, format_seconds, peak_memory_gib, read_metrics
 from runtime.errors import UserError
+from runtime.run_folder import claim
 
 
 @dataclass
@@ -68,7 +71,10 @@ class Config:
     eval_every: int = 60
     """Held-out accuracy every this many steps (and before and after training)."""
     output_dir: str = "runs/reward_model"
-    """Where metrics.jsonl, results.json, the plot and the trained model (model/) go."""
+    """Where metrics.jsonl, results.json, the plot and the trained model (model/) go. A folder is locked while a run
+    uses it, and a new run refuses a folder that holds another run's files."""
+    overwrite: bool = False
+    """Move the run already in --output-dir aside (to a dated folder beside it) and start anew."""
     seed: int = 0
     """Seeds the head's initialisation, the split and the pair order."""
     tensorboard: bool = True
@@ -92,8 +98,8 @@ def pairwise_accuracy(model, data: list[tuple[list[int], list[int]]], pad_id: in
 
 def main(cfg: Config) -> dict:
     check_options(cfg)
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = claim(cfg.output_dir, run_contents, resume=False, overwrite=cfg.overwrite,
+                resume_flags=None)  # one run per folder
     seed_everything(cfg.seed)
     start = time.perf_counter()
 

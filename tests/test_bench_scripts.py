@@ -111,3 +111,25 @@ def test_the_soak_slope_is_the_least_squares_line_in_percent_of_its_level():
     flat_level, flat_slope = soak.fit([11, 12, 13, 14], [10.0, 10.2, 9.8, 10.0])
     assert abs(flat_slope - (-0.04)) < 1e-9
     assert abs(soak.correlation([1, 2, 3], [2, 4, 6]) - 1) < 1e-12 and soak.correlation([1, 1], [2, 3]) == 0.0
+
+
+def test_the_soak_summarises_a_run_already_made_and_says_when_it_is_too_short(tmp_path):
+    import soak
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"preset": "gsm8k", "steps": 14, "max_new_tokens": 256, "beta": 0.04,
+                                                     "prompts_per_step": 2, "group_size": 4, "micro_batch_size": 4}))
+    rows = [{"step": s, "memory/step_peak_gib": 10.0 + 0.01 * s, "memory/rss_gib": 9.0, "completions/max_length": 200 + s,
+             "completions/sampled": 8, "memory/heap_in_use_gib": 6.0, "memory/heap_free_held_gib": 2.0}
+            for s in range(1, 15)]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = soak.Config(steps=14, warmup=10, reuse=True, output_dir=str(tmp_path))
+    results = soak.main(cfg)
+    assert results["steps"] == 14 and results["growth_gib_per_100_steps"] == pytest.approx(1.0)
+    assert results["growth_percent_per_100_steps"] == pytest.approx(100 * 1.0 / 10.11)  # of the level at step 11
+    assert results["heap_in_use_gib_growth_per_100_steps"] == pytest.approx(0.0)
+    assert "2x4 completions up to 256 tokens" in results["settings"]
+    assert json.loads((tmp_path / "results_soak.json").read_text())["steps"] == 14
+    with pytest.raises(soak.UserError, match="2 steps after the --warmup 12"):
+        soak.main(soak.Config(steps=15, warmup=12, reuse=True, output_dir=str(tmp_path)))

@@ -75,6 +75,39 @@ def test_a_lock_left_by_a_killed_run_does_not_block_the_next(tmp_path):
     release(tmp_path)
 
 
+@pytest.mark.parametrize("script", ["train_reward_model", "train_dpo"])
+def test_the_preference_trainers_take_the_folder_lock_and_refuse_a_finished_run(script, tiny_model, tmp_path, capsys):
+    """The reward model's and offline DPO's trainers follow the same rule as the RL trainers (neither can resume)."""
+    from reasoning_rl.cli import run
+
+    module = __import__(script)
+    rows = [{"prompt": f"Q{i}:", "chosen": f" good answer {i}", "rejected": f" bad answer {i}"} for i in range(12)]
+    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = ["--data", str(tmp_path / "pairs.jsonl"), "--max-length", "32"] if script == "train_reward_model" else \
+           ["--pairs", str(tmp_path / "pairs.jsonl"), "--pair-batch-size", "4"]
+    out = tmp_path / "run"
+    argv = ["--model", str(tiny_model), "--output-dir", str(out), "--heldout-fraction", "0.25", "--epochs", "1",
+            "--no-tensorboard", *data]
+    holder = hold_lock(out)
+    try:
+        code, err = run_script(script, argv, capsys)
+        assert code == 2
+        one_line_error(err, str(out), "in use by another run", f"pid {holder.pid}")
+    finally:
+        holder.kill()
+        holder.wait()
+    run(module.main, module.Config, None, argv)
+    before = fingerprint(out)
+    capsys.readouterr()
+    code, err = run_script(script, argv, capsys)
+    assert code == 2 and fingerprint(out) == before
+    one_line_error(err, str(out), "holds another run (", "metrics.jsonl, results.json", "--overwrite")
+    assert "--resume" not in err  # neither trainer can resume
+    run(module.main, module.Config, None, [*argv, "--overwrite"])
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("run.")]
+    assert len(aside) == 1 and fingerprint(aside[0]) == before and (out / "results.json").exists()
+
+
 def test_a_new_run_refuses_another_runs_folder_and_leaves_it_byte_identical(tiny_model, tmp_path, capsys):
     train(tiny_args(tiny_model, tmp_path, "--steps", "2", "--save-every", "1"))
     before = fingerprint(tmp_path)

@@ -1,7 +1,11 @@
 """Memory over a long run: does a step's peak memory grow with the steps?
 
-    python scripts/bench/soak.py --docs --before runs/soak_before/results_soak.json    # 100 steps
+    python scripts/bench/soak.py --label "caches bounded"     # 100 steps, about 30 minutes here
+    python scripts/bench/soak.py --reuse --before runs/soak_before/results_soak.json --label "caches bounded" --docs
     python scripts/bench/soak.py --steps 20 --warmup 5 --output-dir runs/soak_quick
+
+``--reuse`` summarises a soak already run (also one stopped early, as the earlier code's ``--before`` soak was) without
+running it again.
 
 One ``scripts/train_grpo.py`` run with the GSM8K preset's data, template and rewards, and
 completions of varying length up to ``--max-new-tokens`` (256), and ``--beta 0.04``: the KL term gives every row a
@@ -43,12 +47,13 @@ class Config:
     """Steps left out of the fit (the allocator's and vLLM's first shapes)."""
     max_new_tokens: int = 256
     """Completion length limit: lengths vary up to it."""
-    prompts_per_step: int = 4
+    prompts_per_step: int = 2
     """Prompts per step."""
     group_size: int = 4
     """Completions per prompt."""
-    micro_batch_size: int = 16
-    """Rows per forward pass (the preset's 8 doubled, the setting that ran out of memory)."""
+    micro_batch_size: int = 4
+    """Rows per forward pass (the GSM8K preset at 16, the setting that once ran out of memory, is run in full
+    instead: docs/efficiency.md)."""
     before: str | None = None
     """A results_soak.json of an earlier soak (the code before a fix) to show beside this one, in the JSON
     (before_fix) and the plot."""
@@ -58,6 +63,8 @@ class Config:
     """The run goes to run/ below it, the summary and the plot beside it."""
     docs: bool = False
     """Also copy the summary and the plot to docs/."""
+    reuse: bool = False
+    """Summarise the run already in --output-dir/run (a finished soak, or one stopped early) instead of running one."""
 
 
 def fit(steps: list[int], values: list[float]) -> tuple[float, float]:
@@ -104,6 +111,8 @@ def plot(results: dict, path: Path) -> None:
 def soak(cfg: Config, out: Path) -> dict:
     """The run; its step peaks, their fitted slope, malloc's account and what the peak follows."""
     folder = out / "run"
+    if cfg.reuse:
+        return summarize(cfg, folder, read_config_flags(folder))
     flags = ["--preset", "gsm8k", "--steps", str(cfg.steps), "--time-limit", "0", "--max-new-tokens",
              str(cfg.max_new_tokens), "--prompts-per-step", str(cfg.prompts_per_step), "--group-size",
              str(cfg.group_size), "--micro-batch-size", str(cfg.micro_batch_size), "--beta", "0.04",
@@ -113,6 +122,20 @@ def soak(cfg: Config, out: Path) -> dict:
     print(" ".join(command[1:]), flush=True)
     if subprocess.run(command).returncode != 0:
         raise UserError(f"the soak run failed (its output is above; its folder is {folder})")
+    return summarize(cfg, folder, flags)
+
+
+def read_config_flags(folder: Path) -> list[str]:
+    """The run's training flags, from its config.json (for --reuse)."""
+    if not (folder / "metrics.jsonl").exists():
+        raise UserError(f"--reuse: {folder} holds no metrics.jsonl (run the soak without --reuse first)")
+    saved = json.loads((folder / "config.json").read_text())
+    keys = ("preset", "steps", "max_new_tokens", "prompts_per_step", "group_size", "micro_batch_size", "beta")
+    return [part for key in keys for part in (f"--{key.replace('_', '-')}", str(saved[key]))]
+
+
+def summarize(cfg: Config, folder: Path, flags: list[str]) -> dict:
+    """The step peaks of the run in ``folder``, their fitted slope, malloc's account and what the peak follows."""
     steps = [m for m in read_metrics(folder) if "memory/step_peak_gib" in m]
     per_step = {"step": [m["step"] for m in steps], "step_peak_gib": [m["memory/step_peak_gib"] for m in steps],
                 "rss_gib": [m["memory/rss_gib"] for m in steps], "max_length": [m["completions/max_length"] for m in steps],
@@ -120,13 +143,19 @@ def soak(cfg: Config, out: Path) -> dict:
                 "heap_free_held_gib": [m.get("memory/heap_free_held_gib") for m in steps],
                 "rows_trained": [m["completions/sampled"] - m.get("train/rows_skipped", 0) for m in steps]}
     after = [i for i, s in enumerate(per_step["step"]) if s > cfg.warmup]
+    if len(after) < 3:
+        raise UserError(f"{folder}: {len(after)} steps after the --warmup {cfg.warmup}; a slope needs at least 3")
     pick = lambda key: [per_step[key][i] for i in after]  # noqa: E731
     level, slope = fit([per_step["step"][i] for i in after], pick("step_peak_gib"))
     heap = {}
     if None not in per_step["heap_in_use_gib"]:  # glibc's account: a leak grows "in use", fragmentation "free held"
         for key in ("heap_in_use_gib", "heap_free_held_gib", "rss_gib"):
             heap[f"{key}_growth_per_100_steps"] = 100 * fit([per_step["step"][i] for i in after], pick(key))[1]
-    return {"train_flags": flags, "steps": len(steps), "fit_level_gib": level, "fit_slope_gib_per_step": slope, **heap,
+    saved = json.loads((folder / "config.json").read_text())
+    settings = (f"GSM8K, {saved['prompts_per_step']}x{saved['group_size']} completions up to {saved['max_new_tokens']} "
+                f"tokens, micro-batches of {saved['micro_batch_size']}, beta {saved['beta']:g}")
+    return {"train_flags": flags, "settings": settings, "steps": len(steps), "fit_level_gib": level,
+            "fit_slope_gib_per_step": slope, **heap,
             "growth_gib_per_100_steps": 100 * slope, "growth_percent_per_100_steps": 100 * 100 * slope / level,
             "peak_vs_rows_trained_correlation": correlation(pick("step_peak_gib"), pick("rows_trained")),
             "peak_vs_longest_completion_correlation": correlation(pick("step_peak_gib"), pick("max_length")),
@@ -139,9 +168,7 @@ def main(cfg: Config) -> dict:
     out = Path(cfg.output_dir)
     before = json.loads(Path(cfg.before).read_text()) if cfg.before else None
     run_result = soak(cfg, out)
-    results = {"command": " ".join(sys.argv), "warmup": cfg.warmup, "label": cfg.label,
-               "settings": f"GSM8K, {cfg.prompts_per_step}x{cfg.group_size} completions up to {cfg.max_new_tokens} "
-                           f"tokens, micro-batches of {cfg.micro_batch_size}, beta 0.04", **run_result}
+    results = {"command": " ".join(sys.argv), "warmup": cfg.warmup, "label": cfg.label, **run_result}
     if before:
         results["before_fix"] = {k: v for k, v in before.items() if k != "before_fix"}
     for name, one in ([("before the fix", before)] if before else []) + [(cfg.label, results)]:

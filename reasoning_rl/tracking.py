@@ -90,11 +90,18 @@ def write_completions(output_dir: Path, step: int, rollouts) -> None:
             f.write(json.dumps(row) + "\n")
 
 
+_cuda_peak_bytes = 0  # the same on a GPU, before torch's peak was reset
+_cpu_peak_kib = 0  # the highest resident peak read before ``step_memory_gib`` reset the kernel's high-water mark
+
+
 def peak_memory_gib() -> float:
-    """Peak resident memory of this process (CPU) or peak allocated GPU memory, in GiB."""
+    """Peak resident memory of this process so far (CPU) or peak allocated GPU memory, in GiB.
+
+    On the CPU ``step_memory_gib`` resets the kernel's high-water mark after each step (``ru_maxrss`` follows it), so
+    the run's peak is the higher of what it read before each reset and the high-water mark since the last."""
     if torch.cuda.is_available():
-        return torch.cuda.max_memory_allocated() / 2**30
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        return max(torch.cuda.max_memory_allocated(), _cuda_peak_bytes) / 2**30
+    return max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, _cpu_peak_kib) / 2**20
 
 
 def step_memory_gib() -> dict[str, float]:
@@ -102,12 +109,15 @@ def step_memory_gib() -> dict[str, float]:
     high-water mark, reset after reading through ``/proc/self/clear_refs``; GPU: torch's peak allocated, reset), and
     ``memory/rss_gib``, what the process holds now (CPU resident; GPU allocated). A peak that grows from step to step
     is a leak or fragmentation; ``memory/peak_gib``, the run's maximum so far, cannot show that."""
+    global _cpu_peak_kib, _cuda_peak_bytes
     if torch.cuda.is_available():
         peak, now = torch.cuda.max_memory_allocated(), torch.cuda.memory_allocated()
+        _cuda_peak_bytes = max(_cuda_peak_bytes, peak)
         torch.cuda.reset_peak_memory_stats()
         return {"memory/step_peak_gib": peak / 2**30, "memory/rss_gib": now / 2**30}
     status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
     kib = {key: int(status[key].split()[0]) for key in ("VmHWM", "VmRSS")}
+    _cpu_peak_kib = max(_cpu_peak_kib, kib["VmHWM"])
     try:
         Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current resident size (Linux 4.0+)
     except OSError:

@@ -25,6 +25,7 @@ from types import SimpleNamespace
 
 from reasoning_rl.cli import check_options, run
 from reasoning_rl.memory_plan import GIB, Setting, plan, read_shape, table
+from reasoning_rl.tracking import read_metrics
 from runtime.errors import UserError
 from runtime.sharding import SHARD_KINDS
 
@@ -102,7 +103,10 @@ def compare(folders: list[str], output: str | None) -> list[dict]:
         s = Setting.of(options, saved["processes"], "cpu", psutil.virtual_memory().total / GIB, algorithm=saved["algorithm"],
                        bf16=saved["autocast"] and native_bf16())
         predicted = sum(plan(read_shape(saved["model"])[0], s).values()) / GIB
-        measured = max(results["peak_memory_gib_per_rank"])
+        # the highest step's peak too: results.json's peak missed the steps before the last in runs made before the
+        # run's peak survived the per-step reset of the high-water mark (``tracking.peak_memory_gib``)
+        step_peaks = [m["memory/step_peak_gib"] for m in read_metrics(folder) if "memory/step_peak_gib" in m]
+        measured = max(results["peak_memory_gib_per_rank"] + step_peaks)
         rows.append({"run": str(folder), "algorithm": saved["algorithm"], "processes": s.processes, "shard": s.shard,
                      "beta": s.beta, "planned_gib": round(predicted, 2), "measured_gib": round(measured, 2),
                      "error_percent": round(100 * (predicted - measured) / measured, 1)})

@@ -112,3 +112,26 @@ def test_a_model_that_is_neither_a_folder_nor_a_hub_name_is_one_line():
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "plan.py"), "--model", "/no/such/model"],
                           capture_output=True, text=True, timeout=120, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
     assert done.returncode == 2 and done.stderr.strip().count("\n") == 0 and "/no/such/model" in done.stderr
+
+
+def test_compare_measures_a_run_by_its_highest_step_peak(tiny_model, tmp_path, capsys):
+    """A run's peak is the higher of results.json's and its steps' (older runs' results.json missed earlier steps)."""
+    import dataclasses
+    import json
+
+    import plan as plan_script
+    import train_grpo
+
+    from reasoning_rl.config import parse_config
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    cfg = parse_config(train_grpo.Config, ["--model", str(tiny_model)])
+    (folder / "config.json").write_text(json.dumps({**dataclasses.asdict(cfg), "processes": 1, "algorithm": "grpo"}))
+    (folder / "results.json").write_text(json.dumps({"peak_memory_gib_per_rank": [2.0]}))
+    (folder / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "memory/step_peak_gib": g}) + "\n"
+                                                  for s, g in ((1, 3.0), (2, 2.5))))
+    (row,) = plan_script.compare([str(folder)], None)
+    assert row["measured_gib"] == 3.0 and abs(row["error_percent"] - 100 * (row["planned_gib"] - 3.0) / 3.0) < 0.5
+    (folder / "results.json").write_text(json.dumps({"peak_memory_gib_per_rank": [2.0, 3.5]}))
+    assert plan_script.compare([str(folder)], None)[0]["measured_gib"] == 3.5

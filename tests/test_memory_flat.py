@@ -7,13 +7,11 @@ process, because the caches' capacities are read once, at torch's first oneDNN c
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from conftest import ROOT
 from reasoning_rl.tracking import heap_gib
-
-ROOT = Path(__file__).resolve().parents[1]
 
 # a bf16 Linear layer of the embedded model's MLP width, forward and backward over `lengths` sequence lengths: what
 # the update does with completions of every length; prints the growth of malloc's bytes in use, in MiB

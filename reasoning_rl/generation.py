@@ -11,11 +11,18 @@ with vLLM's ``external_launcher`` executor, the pattern of TRL's colocate mode: 
 launcher's process group instead of spawning workers. With ``tensor_parallel_size = tp`` each group of
 ``tp`` consecutive ranks holds one engine, sharded over their devices; the ranks of a group pool their
 prompts, sample all of them with the same seed, and each keeps its own.
+
+Seeds per prompt: the trainers pass ``seeds``, one per prompt, drawn from the run's seed, the step and the prompt's
+place in the step's global batch (``prompt_seeds``). vLLM then samples each prompt's completions from their own
+random streams (completion ``j`` from seed ``+ j``), so what a prompt gets does not depend on which rank's engine
+samples it, on what else is in that engine's batch, or on whether the run was resumed: one process and N ranks
+draw the same noise for the same prompt (their logits can still differ in the last bits).
 """
 
 from __future__ import annotations
 
 import os
+import random
 import time
 from dataclasses import dataclass, field
 from typing import Iterator, Protocol
@@ -47,11 +54,13 @@ class Generator(Protocol):
     """A generation back end: ``n`` completions of each prompt, and the training policy's weights pushed into it.
 
     ``max_new_tokens`` is one limit for all, or one per prompt; ``stop`` strings end a completion where they appear
-    (kept in its text and tokens; ``Completion.stopped_at`` names the one that did).
+    (kept in its text and tokens; ``Completion.stopped_at`` names the one that did). ``seeds``, one per prompt, make
+    each prompt's samples depend on its seed alone (None: the engine's own random stream).
     """
 
     def generate(self, prompt_ids: list[list[int]], n: int, temperature: float, top_p: float,
-                 max_new_tokens: int | list[int], stop: list[str] | None = None) -> list[list[Completion]]: ...
+                 max_new_tokens: int | list[int], stop: list[str] | None = None,
+                 seeds: list[int] | None = None) -> list[list[Completion]]: ...
 
     def sync_weights(self, model: torch.nn.Module) -> float:
         """Load ``model``'s current weights; returns the seconds taken."""
@@ -87,20 +96,22 @@ class VLLMGenerator:
         )
 
     def generate(self, prompt_ids: list[list[int]], n: int, temperature: float, top_p: float,
-                 max_new_tokens: int | list[int], stop: list[str] | None = None) -> list[list[Completion]]:
+                 max_new_tokens: int | list[int], stop: list[str] | None = None,
+                 seeds: list[int] | None = None) -> list[list[Completion]]:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
         limits = max_new_tokens if isinstance(max_new_tokens, list) else [max_new_tokens] * len(prompt_ids)
+        seeds = seeds or [None] * len(prompt_ids)
         mine = slice(0, len(prompt_ids))
         if self.tp_group is not None:  # the group's engine samples every rank's prompts; this rank keeps its own
             parts = [None] * torch.distributed.get_world_size(self.tp_group)
-            torch.distributed.all_gather_object(parts, (prompt_ids, limits), group=self.tp_group)
+            torch.distributed.all_gather_object(parts, (prompt_ids, limits, seeds), group=self.tp_group)
             start = sum(len(part[0]) for part in parts[: torch.distributed.get_rank(self.tp_group)])
-            prompt_ids, limits = [p for part in parts for p in part[0]], [m for part in parts for m in part[1]]
+            prompt_ids, limits, seeds = ([x for part in parts for x in part[k]] for k in range(3))
             mine = slice(start, start + mine.stop)
         params = [SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=m, logprobs=0, stop=stop,
-                                 include_stop_str_in_output=True) for m in limits]
+                                 include_stop_str_in_output=True, seed=seed) for m, seed in zip(limits, seeds)]
         outputs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompt_ids], params, use_tqdm=False)
         return [[Completion(list(o.token_ids), o.text, o.finish_reason == "length", _sampled_logprobs(o),
                             o.stop_reason if isinstance(o.stop_reason, str) else None) for o in out.outputs]
@@ -114,6 +125,13 @@ class VLLMGenerator:
         worker.reload_weights(weights_iterator=exported_weights(model))
         self.llm.reset_prefix_cache()
         return time.perf_counter() - start
+
+
+def prompt_seeds(*keys, count: int) -> list[int]:
+    """``count`` sampling seeds drawn from ``keys`` (the run's seed, the step, the engine call): the same on every
+    rank, for a step's global batch in order. Each leaves room for the ``seed + j`` vLLM gives completion ``j``."""
+    rng = random.Random("/".join(map(str, keys)))
+    return [rng.getrandbits(48) for _ in range(count)]
 
 
 def fit_context(model_path: str, max_model_len: int) -> int:
@@ -194,7 +212,9 @@ class HFGenerator:
 
     @torch.no_grad()
     def generate(self, prompt_ids: list[list[int]], n: int, temperature: float, top_p: float,
-                 max_new_tokens: int | list[int], stop: list[str] | None = None) -> list[list[Completion]]:
+                 max_new_tokens: int | list[int], stop: list[str] | None = None,
+                 seeds: list[int] | None = None) -> list[list[Completion]]:
+        """``seeds`` are not used: transformers samples a batch from torch's one random stream."""
         if stop or isinstance(max_new_tokens, list):
             raise ValueError("the hf back end takes one --max-new-tokens and no stop strings (tools need --backend vllm)")
         was_training = self.model.training

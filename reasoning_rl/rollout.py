@@ -107,11 +107,11 @@ class Rollouts:
 
 
 def collect_rollouts(generator, tokenizer, problems: list[Problem], template: str, group_size: int,
-                     temperature: float, top_p: float, max_new_tokens: int) -> Rollouts:
-    """One batched engine call: ``group_size`` samples for each problem."""
+                     temperature: float, top_p: float, max_new_tokens: int, seeds: list[int] | None = None) -> Rollouts:
+    """One batched engine call: ``group_size`` samples for each problem (from its seed in ``seeds``, if given)."""
     prompts = [render_prompt(p.problem, template, tokenizer) for p in problems]
     prompt_ids = [tokenizer(text, add_special_tokens=False).input_ids for text in prompts]
-    outputs = generator.generate(prompt_ids, group_size, temperature, top_p, max_new_tokens)
+    outputs = generator.generate(prompt_ids, group_size, temperature, top_p, max_new_tokens, seeds=seeds)
     samples = [s for group in outputs for s in group]
     engine_logprobs = None if any(s.logprobs is None for s in samples) else [s.logprobs for s in samples]
     with_tools = any(s.from_tool is not None for s in samples)  # a tools.ToolGenerator sampled them

@@ -17,6 +17,7 @@ import torch
 from data_prep import Problem
 from reasoning_rl.advantages import zero_std_groups
 from reasoning_rl.curriculum import prompts_per_level
+from reasoning_rl.generation import prompt_seeds
 from reasoning_rl.rollout import Rollouts, collect_rollouts, score_rollouts
 from reasoning_rl.run import Run
 from reasoning_rl.selection import select_prompts
@@ -69,7 +70,7 @@ def refill_dynamic(run: Run, rollouts: Rollouts, seconds: dict[str, float]) -> t
         return dist.sum([min(quota, sum(len(r.problems) for r in kept))])[0] >= cfg.prompts_per_step
 
     while not filled() and refills < cfg.max_refills:
-        extra = score(run, generate_groups(run, seconds), seconds)
+        extra = score(run, generate_groups(run, seconds, call=refills + 1), seconds)
         generated = Rollouts.concat([generated, extra])
         kept.append(extra.select_groups(~zero_std_groups(extra.rewards, G)))
         refills += 1
@@ -77,14 +78,17 @@ def refill_dynamic(run: Run, rollouts: Rollouts, seconds: dict[str, float]) -> t
     return rollouts.select_groups(torch.arange(len(rollouts.problems)) < quota), generated, refills
 
 
-def generate_groups(run: Run, seconds: dict[str, float]) -> Rollouts:
+def generate_groups(run: Run, seconds: dict[str, float], call: int = 0) -> Rollouts:
     """Phase 1: ``group_size`` completions for each of ``prompts_per_step`` prompts, in one engine call (this rank's
-    share of the prompts); the prompts come from the levels ``curriculum.prompts_per_level`` names."""
+    share of the prompts); the prompts come from the levels ``curriculum.prompts_per_level`` names. Each prompt is
+    sampled from a seed drawn from the run's seed, the step, the step's engine ``call`` and its place in the global
+    batch, so the samples do not depend on the number of ranks, and a resumed run draws what an unbroken one would."""
     cfg, start = run.cfg, time.perf_counter()
     problems = [p for level, k in prompts_per_level(run.state.level, cfg.prompts_per_step, cfg.curriculum_replay)
                 for p in draw(run, level, k)]
+    seeds = prompt_seeds(cfg.seed, run.state.step, call, count=len(problems))
     rollouts = collect_rollouts(run.generator, run.tokenizer, run.dist.share(problems), cfg.template, cfg.group_size,
-                                cfg.temperature, cfg.top_p, cfg.max_new_tokens)
+                                cfg.temperature, cfg.top_p, cfg.max_new_tokens, seeds=run.dist.share(seeds))
     seconds["generate"] += time.perf_counter() - start
     return rollouts
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from reasoning_rl.generation import Completion, Generator
+from reasoning_rl.generation import Completion, Generator, prompt_seeds
 from tools import Tool, ToolResult
 from tools.format import STOP, before_pending_code, output_block, pending_code
 from tools.metrics import tool_metrics
@@ -37,6 +37,7 @@ class Turns:
     """One completion being written over several engine calls."""
 
     prompt: list[int]
+    seed: int | None = None  # the seed its later turns are drawn from (None: the engine's own stream)
     tokens: list[int] = field(default_factory=list)
     from_tool: list[int] = field(default_factory=list)
     logprobs: list[float] | None = field(default_factory=list)
@@ -77,19 +78,24 @@ class ToolGenerator:
         return self.engine.sync_weights(model)
 
     def generate(self, prompt_ids: list[list[int]], n: int, temperature: float, top_p: float,
-                 max_new_tokens: int, stop: list[str] | None = None) -> list[list[Completion]]:
+                 max_new_tokens: int, stop: list[str] | None = None,
+                 seeds: list[int] | None = None) -> list[list[Completion]]:
         """``n`` completions of each prompt, each with as many tool calls as it makes (up to ``max_calls``). ``stop``
-        is not used: the code block's closing fence is the stop of every turn."""
-        seqs = [Turns(p) for p in prompt_ids for _ in range(n)]
-        first = self.engine.generate(prompt_ids, n, temperature, top_p, max_new_tokens, stop=[STOP])
+        is not used: the code block's closing fence is the stop of every turn. With ``seeds``, a later turn of
+        completion ``j`` of prompt ``i`` is sampled with a seed drawn from ``seeds[i] + j`` and the turn."""
+        seqs = [Turns(p, None if seeds is None else seed + j) for p, seed in zip(prompt_ids, seeds or [0] * len(prompt_ids))
+                for j in range(n)]
+        first = self.engine.generate(prompt_ids, n, temperature, top_p, max_new_tokens, stop=[STOP], seeds=seeds)
         self.advance(seqs, [s for group in first for s in group], max_new_tokens)
         while pending := [s for s in seqs if not s.done]:
             self.run_tools([s for s in pending if s.code is not None], max_new_tokens)
             going = [s for s in pending if not s.done]
             if not going:
                 break
+            turn_seeds = None if seeds is None else [prompt_seeds(s.seed, s.engine_calls, count=1)[0] for s in going]
             outputs = self.engine.generate([s.prompt + s.tokens for s in going], 1, temperature, top_p,
-                                           [max_new_tokens - len(s.tokens) for s in going], stop=[STOP])
+                                           [max_new_tokens - len(s.tokens) for s in going], stop=[STOP],
+                                           seeds=turn_seeds)
             self.advance(going, [s for (s,) in outputs], max_new_tokens)
         completions = [self.completion(s) for s in seqs]
         return [completions[i : i + n] for i in range(0, len(completions), n)]

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from data_prep import render_prompt
-from reasoning_rl.generation import HFGenerator, VLLMGenerator
+from reasoning_rl.generation import HFGenerator, VLLMGenerator, prompt_seeds
 from reasoning_rl.logprobs import completion_logprobs, pack
 from reasoning_rl.models import load_policy, load_tokenizer, resolve_model
 
@@ -89,3 +89,22 @@ def test_tempered_log_probs_match_what_vllm_sampled_from(embedded):
 
     assert gap(tempered) < MEAN_TOLERANCE, f"tempered log-probs and vLLM's disagree by {gap(tempered):.3f} nats per token"
     assert gap(plain) > 2 * gap(tempered)
+
+
+def test_seeded_prompts_sample_the_same_alone_or_in_any_batch(embedded):
+    """What a rank's engine samples for a prompt with its seed is what one engine sampling the whole batch gives it,
+    in any order (1 and N ranks draw the same rollouts); other seeds give other samples."""
+    _, _, _, engine, prompts = embedded
+    seeds = prompt_seeds(0, 5, 0, count=len(prompts))
+
+    def tokens(outputs):
+        return [[s.token_ids for s in group] for group in outputs]
+
+    whole = tokens(engine.generate(prompts, 3, 1.0, 1.0, 24, seeds=seeds))
+    halves = tokens(engine.generate(prompts[:2], 3, 1.0, 1.0, 24, seeds=seeds[:2])
+                    + engine.generate(prompts[2:], 3, 1.0, 1.0, 24, seeds=seeds[2:]))
+    reversed_ = tokens(engine.generate(prompts[::-1], 3, 1.0, 1.0, 24, seeds=seeds[::-1]))[::-1]
+    assert whole == halves == reversed_
+    assert all(len({tuple(t) for t in group}) > 1 for group in whole), "a prompt's completions should differ"
+    other = tokens(engine.generate(prompts, 3, 1.0, 1.0, 24, seeds=prompt_seeds(0, 6, 0, count=len(prompts))))
+    assert other != whole

@@ -1,9 +1,16 @@
+from types import SimpleNamespace
+
 import pytest
 import torch
 
 from data_prep import Problem
+from reasoning_rl.generation import Completion
 from reasoning_rl.logprobs import pack, position_ids, selective_log_softmax
+from reasoning_rl.models import load_tokenizer, resolve_model
 from reasoning_rl.rollout import Rollouts, micro_batches, score_rollouts
+from reasoning_rl.sampling import generate_groups
+from reasoning_rl.tasks import PromptStream
+from runtime.distributed import Dist
 
 
 def make_rollouts(answers, texts, group_size=2):
@@ -65,3 +72,35 @@ def test_selective_log_softmax_matches_log_softmax():
     full = torch.log_softmax(logits, -1)
     assert torch.allclose(logps, full.gather(-1, targets[..., None]).squeeze(-1), atol=1e-6)
     assert torch.allclose(entropy, -(full.exp() * full).sum(-1), atol=1e-5)
+
+
+class RecordingEngine:
+    """A ``Generator`` that records each prompt with its seed and returns one empty completion per sample."""
+
+    def __init__(self):
+        self.seen = []
+
+    def generate(self, prompt_ids, n, temperature, top_p, max_new_tokens, stop=None, seeds=None):
+        self.seen += list(zip(map(tuple, prompt_ids), seeds))
+        return [[Completion([0], "", False) for _ in range(n)] for _ in prompt_ids]
+
+
+def test_a_prompt_gets_the_same_seed_on_one_rank_and_on_either_of_two():
+    """The seeds follow the prompts through ``dist.share``: the pairs two ranks sample are the one process's pairs,
+    and the next step (or DAPO's next engine call) draws new seeds."""
+    tokenizer = load_tokenizer(resolve_model("smollm2-135m-instruct"))
+    problems = [Problem(f"p{i}", f"What is {i} + 1?", str(i + 1), "test") for i in range(16)]
+    cfg = SimpleNamespace(seed=3, prompts_per_step=4, curriculum_replay=0.0, select_by_difficulty=False, template="r1_zero",
+                          group_size=2, temperature=1.0, top_p=1.0, max_new_tokens=8)
+
+    def seen(rank, world, step=0, call=0):
+        run = SimpleNamespace(cfg=cfg, state=SimpleNamespace(level=0, step=step), streams=[PromptStream(problems, 3)],
+                              generator=RecordingEngine(), tokenizer=tokenizer, dist=Dist(rank=rank, world=world))
+        generate_groups(run, {"generate": 0.0}, call)
+        return run.generator.seen
+
+    one = seen(0, 1)
+    assert seen(0, 2) + seen(1, 2) == one and len({seed for _, seed in one}) == 4
+    assert [p for p, _ in seen(0, 1, step=1)] == [p for p, _ in one]  # same stream position, for the comparison
+    assert not {s for _, s in seen(0, 1, step=1)} & {s for _, s in one}
+    assert not {s for _, s in seen(0, 1, call=1)} & {s for _, s in one}

@@ -27,11 +27,12 @@ class ScriptedEngine:
     in the context so far), stopped at a stop string as vLLM stops, cut at the token limit; records every call."""
 
     def __init__(self, tokenizer, script: dict[str, list[str]]):
-        self.tokenizer, self.script, self.calls = tokenizer, script, []
+        self.tokenizer, self.script, self.calls, self.seeds = tokenizer, script, [], []
 
-    def generate(self, prompt_ids, n, temperature, top_p, max_new_tokens, stop=None):
+    def generate(self, prompt_ids, n, temperature, top_p, max_new_tokens, stop=None, seeds=None):
         limits = max_new_tokens if isinstance(max_new_tokens, list) else [max_new_tokens] * len(prompt_ids)
         self.calls.append((len(prompt_ids), n, limits, stop))
+        self.seeds.append(seeds)
         return [[self.sample(ids, limit, stop) for _ in range(n)] for ids, limit in zip(prompt_ids, limits)]
 
     def sample(self, ids: list[int], limit: int, stop) -> Completion:
@@ -72,12 +73,13 @@ class Calculator:
 CODE = "Let me compute it.\n```python\nprint(78 * 6)\n```\n"
 
 
-def rollouts_for(tokenizer, script, max_new_tokens=200, max_calls=2, group_size=1, tool=None):
+def rollouts_for(tokenizer, script, max_new_tokens=200, max_calls=2, group_size=1, tool=None, seeds=None):
     """``script``: question -> (reference answer, the model's turns); the rollouts of one step and the engine."""
     problems = [Problem(f"p{i}", q, answer, "test") for i, (q, (answer, _)) in enumerate(script.items())]
     engine = ScriptedEngine(tokenizer, {q: turns for q, (_, turns) in script.items()})
     generator = ToolGenerator(engine, tokenizer, tool or Calculator(), max_calls)
-    rollouts = collect_rollouts(generator, tokenizer, problems, "chat_tool", group_size, 1.0, 1.0, max_new_tokens)
+    rollouts = collect_rollouts(generator, tokenizer, problems, "chat_tool", group_size, 1.0, 1.0, max_new_tokens,
+                                seeds=seeds)
     return rollouts, engine
 
 
@@ -169,6 +171,22 @@ def test_all_completions_of_a_turn_go_to_the_engine_together(tokenizer):
     assert rollouts.components["accuracy"].tolist() == [1.0] * 8
     metrics = batch_tool_metrics(rollouts.tool_calls, rollouts.components["accuracy"].tolist())
     assert metrics["tools/used_fraction"] == 0.75 and metrics["tools/accuracy_without_call"] == 1.0
+
+
+def test_later_turns_are_seeded_from_their_completion_alone(tokenizer):
+    """With prompt seeds, each later turn gets a seed drawn from its prompt's seed, its completion and the turn: the
+    same whichever other prompts share the engine call (so 1 and N ranks sample it alike), distinct per completion."""
+    script = {f"What is {a} * 3?": (str(a * 3), [f"```python\nprint({a} * 3)\n```\n", f"It is {a * 3}."])
+              for a in (11, 12)}
+    _, engine = rollouts_for(tokenizer, script, group_size=2, seeds=[100, 200])
+    assert engine.seeds[0] == [100, 200]
+    later = engine.seeds[1]
+    assert len(later) == 4 and len(set(later)) == 4 and not {100, 101, 200, 201} & set(later)
+    alone = {q: a for q, a in list(script.items())[1:]}
+    _, engine_alone = rollouts_for(tokenizer, alone, group_size=2, seeds=[200])
+    assert engine_alone.seeds[1] == later[2:]
+    _, unseeded = rollouts_for(tokenizer, script, group_size=2)
+    assert unseeded.seeds == [None, None]
 
 
 def mark_tool_tokens(rollouts: Rollouts) -> Rollouts:

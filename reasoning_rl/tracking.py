@@ -97,11 +97,24 @@ _cpu_peak_kib = 0  # the highest resident peak read before ``step_memory_gib`` r
 def peak_memory_gib() -> float:
     """Peak resident memory of this process so far (CPU) or peak allocated GPU memory, in GiB.
 
-    On the CPU ``step_memory_gib`` resets the kernel's high-water mark after each step (``ru_maxrss`` follows it), so
-    the run's peak is the higher of what it read before each reset and the high-water mark since the last."""
+    On the CPU ``step_memory_gib`` resets the kernel's high-water mark after each step, so the run's peak is the higher
+    of what it read before each reset and the high-water mark since the last. That mark is the kernel's ``VmHWM``, not
+    ``ru_maxrss``, which a process started by ``exec`` inherits from the one before it (a run launched from a large
+    process would report that process's peak)."""
     if torch.cuda.is_available():
         return max(torch.cuda.max_memory_allocated(), _cuda_peak_bytes) / 2**30
-    return max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, _cpu_peak_kib) / 2**20
+    since_reset = _status_kib().get("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # no /proc: rusage
+    return max(since_reset, _cpu_peak_kib) / 2**20
+
+
+def _status_kib() -> dict[str, int]:
+    """The kernel's ``VmHWM`` and ``VmRSS`` of this process in KiB (empty where there is no ``/proc``)."""
+    try:
+        lines = Path("/proc/self/status").read_text().splitlines()
+    except OSError:
+        return {}
+    status = dict(line.split(":", 1) for line in lines if ":" in line)
+    return {key: int(status[key].split()[0]) for key in ("VmHWM", "VmRSS") if key in status}
 
 
 def step_memory_gib() -> dict[str, float]:
@@ -115,8 +128,9 @@ def step_memory_gib() -> dict[str, float]:
         _cuda_peak_bytes = max(_cuda_peak_bytes, peak)
         torch.cuda.reset_peak_memory_stats()
         return {"memory/step_peak_gib": peak / 2**30, "memory/rss_gib": now / 2**30}
-    status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
-    kib = {key: int(status[key].split()[0]) for key in ("VmHWM", "VmRSS")}
+    kib = _status_kib()
+    if not kib:  # no /proc (not Linux): no per-step figures; the run's peak is ru_maxrss
+        return heap_gib()
     _cpu_peak_kib = max(_cpu_peak_kib, kib["VmHWM"])
     try:
         Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current resident size (Linux 4.0+)

@@ -112,7 +112,9 @@ def soak(cfg: Config, out: Path) -> dict:
     """The run; its step peaks, their fitted slope, malloc's account and what the peak follows."""
     folder = out / "run"
     if cfg.reuse:
-        return summarize(cfg, folder, read_config_flags(folder))
+        if not (folder / "metrics.jsonl").exists():
+            raise UserError(f"--reuse: {folder} holds no metrics.jsonl (run the soak without --reuse first)")
+        return summarize(cfg, folder)
     flags = ["--preset", "gsm8k", "--steps", str(cfg.steps), "--time-limit", "0", "--max-new-tokens",
              str(cfg.max_new_tokens), "--prompts-per-step", str(cfg.prompts_per_step), "--group-size",
              str(cfg.group_size), "--micro-batch-size", str(cfg.micro_batch_size), "--beta", "0.04",
@@ -125,17 +127,17 @@ def soak(cfg: Config, out: Path) -> dict:
     return summarize(cfg, folder, flags)
 
 
-def read_config_flags(folder: Path) -> list[str]:
-    """The run's training flags, from its config.json (for --reuse)."""
-    if not (folder / "metrics.jsonl").exists():
-        raise UserError(f"--reuse: {folder} holds no metrics.jsonl (run the soak without --reuse first)")
-    saved = json.loads((folder / "config.json").read_text())
+def config_flags(saved: dict) -> list[str]:
+    """The run's training flags, from its saved config.json (for --reuse)."""
     keys = ("preset", "steps", "max_new_tokens", "prompts_per_step", "group_size", "micro_batch_size", "beta")
     return [part for key in keys for part in (f"--{key.replace('_', '-')}", str(saved[key]))]
 
 
-def summarize(cfg: Config, folder: Path, flags: list[str]) -> dict:
-    """The step peaks of the run in ``folder``, their fitted slope, malloc's account and what the peak follows."""
+def summarize(cfg: Config, folder: Path, flags: list[str] | None = None) -> dict:
+    """The step peaks of the run in ``folder``, their fitted slope, malloc's account and what the peak follows
+    (``flags``: the training flags it ran with; None: read from its config.json)."""
+    saved = json.loads((folder / "config.json").read_text())
+    flags = config_flags(saved) if flags is None else flags
     steps = [m for m in read_metrics(folder) if "memory/step_peak_gib" in m]
     per_step = {"step": [m["step"] for m in steps], "step_peak_gib": [m["memory/step_peak_gib"] for m in steps],
                 "rss_gib": [m["memory/rss_gib"] for m in steps], "max_length": [m["completions/max_length"] for m in steps],
@@ -151,7 +153,6 @@ def summarize(cfg: Config, folder: Path, flags: list[str]) -> dict:
     if None not in per_step["heap_in_use_gib"]:  # glibc's account: a leak grows "in use", fragmentation "free held"
         for key in ("heap_in_use_gib", "heap_free_held_gib", "rss_gib"):
             heap[f"{key}_growth_per_100_steps"] = 100 * fit([per_step["step"][i] for i in after], pick(key))[1]
-    saved = json.loads((folder / "config.json").read_text())
     settings = (f"GSM8K, {saved['prompts_per_step']}x{saved['group_size']} completions up to {saved['max_new_tokens']} "
                 f"tokens, micro-batches of {saved['micro_batch_size']}, beta {saved['beta']:g}")
     return {"train_flags": flags, "settings": settings, "steps": len(steps), "fit_level_gib": level,

@@ -58,6 +58,16 @@ def mean_ci95(values: list[float]) -> tuple[float, float, float]:
     return mean, max(0.0, mean - half), min(1.0, mean + half)
 
 
+def wilson_ci95(correct: int, n: int) -> tuple[float, float]:
+    """Wilson's 95 % interval for a proportion ``correct / n`` (better than the normal one near 0 and 1)."""
+    if n == 0:
+        return 0.0, 1.0
+    z, p = 1.96, correct / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def paired_difference(base: list[float], other: list[float]) -> dict:
     """``other - base`` on the same problems (per-problem pass@1 in each run, in the same order).
 

@@ -6,6 +6,7 @@ import pytest
 
 from bench_vs_trl import Config, best_window, compare, time_to_target
 from reasoning_rl.config import parse_config
+from runtime.errors import UserError
 
 
 def curve(accuracies: list[float], seconds_per_step: float) -> list[dict]:
@@ -133,3 +134,28 @@ def test_the_soak_summarises_a_run_already_made_and_says_when_it_is_too_short(tm
     assert json.loads((tmp_path / "results_soak.json").read_text())["steps"] == 14
     with pytest.raises(soak.UserError, match="2 steps after the --warmup 12"):
         soak.main(soak.Config(steps=15, warmup=12, reuse=True, output_dir=str(tmp_path)))
+
+
+def test_compare_runs_groups_runs_by_label_and_averages_their_evaluations(tmp_path, capsys):
+    import compare_runs
+
+    def fake_run(name: str, evals: dict[int, float]) -> str:
+        folder = tmp_path / name
+        folder.mkdir()
+        lines = [{"step": s, "reward/mean": 0.5} for s in range(1, 13)]
+        for line in lines:
+            if line["step"] in evals:
+                line["heldout/greedy"] = evals[line["step"]]
+        (folder / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+        (folder / "results.json").write_text(json.dumps({"wall_seconds": 125.0, "peak_memory_gib_per_rank": [9.0, 9.5]}))
+        return str(folder)
+
+    runs = [fake_run("a0", {6: 0.5, 12: 0.75}), fake_run("a1", {6: 0.25, 12: 0.5}), fake_run("b0", {6: 0.5, 12: 0.625})]
+    out = compare_runs.main(compare_runs.Config(runs=tuple(runs), labels=("A", "A", "B"), problems=8,
+                                                output=str(tmp_path / "r.json"), plot=str(tmp_path / "r.png")))
+    text = capsys.readouterr().out
+    assert "| A: mean of 2 | | 37.5 % | 62.5 % | **62.5 %** (all evaluations 50.0 %)" in text
+    assert "**75.0 %** (40.9 to 92.9) | 2 min 5 s | 9.5 GiB |" in text  # 6 of 8: Wilson's interval
+    assert [r["label"] for r in out["runs"]] == ["A", "A", "B"] and (tmp_path / "r.png").stat().st_size > 0
+    with pytest.raises(UserError, match="2 labels for 3 runs"):
+        compare_runs.main(compare_runs.Config(runs=tuple(runs), labels=("A", "B")))

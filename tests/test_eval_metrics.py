@@ -1,7 +1,7 @@
 import pytest
 
 from eval import maj_at_k, majority_answer, mean_ci95, pass_at_k
-from eval.metrics import paired_difference
+from eval.metrics import paired_difference, wilson_ci95
 from rewards import is_equivalent
 
 
@@ -39,6 +39,14 @@ def test_ci95():
     assert (low, high) == (pytest.approx(0.1296, abs=1e-4), pytest.approx(0.8704, abs=1e-4))
     # the interval is clipped to [0, 1]
     assert mean_ci95([1.0, 0.0, 1.0, 0.0])[1] == 0.0
+
+
+def test_wilson_interval():
+    # 107 of 128: p = 0.836, centre (p + z^2/2n) / (1 + z^2/n), half z sqrt(p(1-p)/n + z^2/4n^2) / (1 + z^2/n)
+    low, high = wilson_ci95(107, 128)
+    assert (low, high) == (pytest.approx(0.7622, abs=1e-4), pytest.approx(0.8901, abs=1e-4))
+    assert wilson_ci95(0, 10)[0] == 0.0 and 0.0 < wilson_ci95(0, 10)[1] < 0.35  # not empty at 0, unlike the normal one
+    assert wilson_ci95(0, 0) == (0.0, 1.0)
 
 
 def test_paired_difference_interval_and_mcnemar():

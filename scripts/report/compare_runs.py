@@ -94,6 +94,7 @@ def plot(runs: list[dict], labels: list[str], path: Path) -> None:
         steps = sorted({s for r in group for s in r["evals"]})
         mean = [100 * sum(r["evals"].get(s, 0) for r in group) / len(group) for s in steps]
         ax.plot(steps, mean, color=color, lw=2.5, marker="o", label=f"{label} (mean of {len(group)})")
+    ax.set_xticks(sorted({s for r in runs for s in r["evals"]}))
     ax.set_xlabel("step"), ax.set_ylabel("held-out greedy accuracy (%)"), ax.grid(alpha=0.3), ax.legend()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -83,8 +83,7 @@ class ToolGenerator:
         """``n`` completions of each prompt, each with as many tool calls as it makes (up to ``max_calls``). ``stop``
         is not used: the code block's closing fence is the stop of every turn. With ``seeds``, a later turn of
         completion ``j`` of prompt ``i`` is sampled with a seed drawn from ``seeds[i] + j`` and the turn."""
-        seqs = [Turns(p, None if seeds is None else seed + j) for p, seed in zip(prompt_ids, seeds or [0] * len(prompt_ids))
-                for j in range(n)]
+        seqs = [Turns(p, None if seeds is None else seeds[i] + j) for i, p in enumerate(prompt_ids) for j in range(n)]
         first = self.engine.generate(prompt_ids, n, temperature, top_p, max_new_tokens, stop=[STOP], seeds=seeds)
         self.advance(seqs, [s for group in first for s in group], max_new_tokens)
         while pending := [s for s in seqs if not s.done]:

@@ -8,8 +8,8 @@
 
 Prints one table per rank: the training state (weights, gradients, AdamW's moments, DDP's buckets or what FSDP
 gathers and the gradients it holds in full), the reference, PPO's critic, the engine's weights and KV cache, the
-activations and logits of one micro-batch, the runtime, and the total against the device; then whether it fits and, if not, the smallest change
-that makes it fit. How each row is estimated: reasoning_rl/memory_plan.py. The trainers run the same plan at start.
+activations and logits of one micro-batch, the runtime, and the total against the device; then whether it fits
+and, if not, the smallest change that makes it fit. How each row is estimated: reasoning_rl/memory_plan.py. The trainers run the same plan at start.
 
 ``--compare`` reads finished training runs (their config.json and results.json) and prints the plan of each
 beside the peak memory it measured (on the CPU the plan of this machine's RAM). ``--grid`` prints a Markdown table

@@ -50,7 +50,8 @@ def read_run(folder: Path, problems: int) -> dict:
     last = evals[max(evals)]
     low, high = wilson_ci95(round(last * problems), problems)
     return {"run": str(folder), "evals": evals, "last": last, "last_ci95": [low, high],
-            "wall_seconds": results.get("wall_seconds"), "peak_gib": max(results.get("peak_memory_gib_per_rank") or [0])}
+            "wall_seconds": results.get("wall_seconds"),
+            "peak_gib": max(results.get("peak_memory_gib_per_rank") or [0])}
 
 
 def table(runs: list[dict], labels: list[str]) -> str:
@@ -64,12 +65,18 @@ def table(runs: list[dict], labels: list[str]) -> str:
                      f" | **{100 * r['last']:.1f} %** ({100 * r['last_ci95'][0]:.1f} to {100 * r['last_ci95'][1]:.1f}) "
                      f"| {wall} | {r['peak_gib']:.1f} GiB |")
     for label, group in grouped(runs, labels).items():
-        means = [sum(r["evals"].get(s, 0) for r in group) / len(group) for s in steps]
+        means = ["" if m is None else f"{100 * m:.1f} %" for m in (mean_at(group, s) for s in steps)]
         every = [v for r in group for v in r["evals"].values()]
-        lines.append(f"| {label}: mean of {len(group)} | | " + " | ".join(f"{100 * m:.1f} %" for m in means) +
+        lines.append(f"| {label}: mean of {len(group)} | | " + " | ".join(means) +
                      f" | **{100 * sum(r['last'] for r in group) / len(group):.1f} %** (all evaluations "
                      f"{100 * sum(every) / len(every):.1f} %) | | |")
     return "\n".join(lines)
+
+
+def mean_at(group: list[dict], step: int) -> float | None:
+    """The mean held-out accuracy at ``step`` over the runs of ``group`` that evaluated there (None: none did)."""
+    values = [r["evals"][step] for r in group if step in r["evals"]]
+    return sum(values) / len(values) if values else None
 
 
 def grouped(runs: list[dict], labels: list[str]) -> dict[str, list[dict]]:
@@ -92,8 +99,8 @@ def plot(runs: list[dict], labels: list[str], path: Path) -> None:
             steps = sorted(r["evals"])
             ax.plot(steps, [100 * r["evals"][s] for s in steps], color=color, alpha=0.3, lw=1)
         steps = sorted({s for r in group for s in r["evals"]})
-        mean = [100 * sum(r["evals"].get(s, 0) for r in group) / len(group) for s in steps]
-        ax.plot(steps, mean, color=color, lw=2.5, marker="o", label=f"{label} (mean of {len(group)})")
+        ax.plot(steps, [100 * mean_at(group, s) for s in steps], color=color, lw=2.5, marker="o",
+                label=f"{label} (mean of {len(group)})")
     ax.set_xticks(sorted({s for r in runs for s in r["evals"]}))
     ax.set_xlabel("step"), ax.set_ylabel("held-out greedy accuracy (%)"), ax.grid(alpha=0.3), ax.legend()
     fig.tight_layout()
